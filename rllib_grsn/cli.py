@@ -1,0 +1,154 @@
+"""The ``rllib`` command: ``rllib train file X.yaml`` and ``rllib evaluate CHECKPOINT``.
+
+Ray 2.60 ships no ``rllib`` console script; this one restores the classic workflow on RLlib's new
+API stack. Files are validated before Ray starts (exit code 2 with one line per problem); training
+runs through Ray Tune, so checkpoints, results and ``--resume`` behave as in any Tune run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+EXIT_BAD_INPUT = 2
+
+DESCRIPTION = """\
+Train and evaluate spiking recurrent RL agents (GRSN, LIF) with Ray RLlib.
+
+examples:
+  rllib train file tuned_examples/cartpole_p_grsn.yaml
+  rllib train file tuned_examples/cartpole_p_grsn.yaml --stop '{"training_iteration": 1}'
+  rllib train file tuned_examples/cartpole_p_grsn.yaml --config '{"model_config": {"core": "lif"}}'
+  rllib evaluate ~/ray_results/cartpole-p-grsn/PPO_.../checkpoint_000009 --episodes 20
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rllib", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{train,evaluate}")
+
+    train = sub.add_parser("train", help="train from a tuned_examples YAML file")
+    train_sub = train.add_subparsers(dest="source", required=True, metavar="file")
+    tf = train_sub.add_parser(
+        "file",
+        help="train every experiment in a YAML file",
+        description="Train every experiment of a classic RLlib tuned_examples YAML "
+        "({name: {env, run, stop, config, checkpoint_freq}}) through Ray Tune.",
+    )
+    tf.add_argument("path", help="tuned_examples YAML file")
+    tf.add_argument(
+        "--stop",
+        metavar="JSON",
+        help="stop criteria replacing the file's, e.g. '{\"training_iteration\": 5}'",
+    )
+    tf.add_argument("--config", metavar="JSON", help="config keys deep-merged over the file's config")
+    tf.add_argument(
+        "--storage-path",
+        metavar="DIR",
+        default=os.environ.get("RLLIB_GRSN_STORAGE", str(Path("~/ray_results").expanduser())),
+        help="where results and checkpoints go (default: ~/ray_results or $RLLIB_GRSN_STORAGE)",
+    )
+    tf.add_argument(
+        "--checkpoint-freq", type=int, metavar="N", help="checkpoint every N iterations (overrides YAML)"
+    )
+    tf.add_argument(
+        "--resume", action="store_true", help="continue an interrupted run from its last checkpoint"
+    )
+    tf.add_argument("--num-cpus", type=int, metavar="N", help="CPUs for a local Ray instance (default: all)")
+    tf.add_argument(
+        "--address",
+        metavar="ADDR",
+        default=None,
+        help="connect to an existing Ray cluster (default: $RAY_ADDRESS)",
+    )
+    tf.add_argument("--check", action="store_true", help="validate the file and exit without training")
+
+    ev = sub.add_parser(
+        "evaluate",
+        help="roll out a checkpoint and print the mean/std return",
+        description="Load an RLlib checkpoint written by `rllib train file` and run greedy episodes.",
+    )
+    ev.add_argument("checkpoint", help="checkpoint directory (…/checkpoint_000NNN)")
+    ev.add_argument("--episodes", type=int, default=10, metavar="N", help="episodes to run (default 10)")
+    ev.add_argument(
+        "--explore", action="store_true", help="sample actions stochastically instead of greedily"
+    )
+    ev.add_argument("--seed", type=int, default=None, help="seed for the evaluation envs")
+    return parser
+
+
+def _fail(message: str) -> int:
+    print(f"rllib: error: {message}", file=sys.stderr)
+    return EXIT_BAD_INPUT
+
+
+def train_file(args: argparse.Namespace) -> int:
+    from rllib_grsn.experiment import ExperimentError, load_experiments, parse_json_option
+
+    try:
+        stop = parse_json_option(args.stop, "--stop") if args.stop else None
+        overrides = parse_json_option(args.config, "--config")
+        experiments = load_experiments(args.path, stop=stop, config=overrides)
+    except ExperimentError as err:
+        return _fail(str(err))
+    if args.checkpoint_freq is not None and args.checkpoint_freq < 0:
+        return _fail("--checkpoint-freq: must be >= 0")
+    if args.check:
+        for exp in experiments:
+            print(f"{exp.name}: {exp.run} on {exp.env}, stop {exp.stop or 'never'}: OK")
+        return 0
+
+    import ray
+
+    from rllib_grsn.training import run_experiment
+
+    address = args.address or os.environ.get("RAY_ADDRESS")
+    init_kwargs: dict[str, Any] = {"include_dashboard": False}
+    if address:
+        init_kwargs["address"] = address
+    else:
+        init_kwargs["num_cpus"] = args.num_cpus or os.cpu_count()
+    ray.init(**init_kwargs)
+    try:
+        failed = 0
+        for exp in experiments:
+            if args.checkpoint_freq is not None:
+                exp.checkpoint_freq = args.checkpoint_freq
+            outcome = run_experiment(exp, storage_path=args.storage_path, resume=args.resume)
+            failed += outcome.failed
+        return 1 if failed else 0
+    finally:
+        ray.shutdown()
+
+
+def evaluate(args: argparse.Namespace) -> int:
+    if args.episodes < 1:
+        return _fail("--episodes: must be >= 1")
+    path = Path(args.checkpoint).expanduser()
+    from rllib_grsn.evaluation import CheckpointError, evaluate_checkpoint
+
+    try:
+        summary = evaluate_checkpoint(path, episodes=args.episodes, explore=args.explore, seed=args.seed)
+    except CheckpointError as err:
+        return _fail(str(err))
+    print(
+        f"{summary.env}: {summary.episodes} episodes, return {summary.mean:.2f} +- {summary.std:.2f} "
+        f"(min {summary.min:.2f}, max {summary.max:.2f}), mean length {summary.mean_length:.1f}"
+    )
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "train":
+        return train_file(args)
+    return evaluate(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

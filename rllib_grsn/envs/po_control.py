@@ -1,0 +1,102 @@
+"""Partially observable classic control, as in Ni et al. 2022 (pomdp-baselines).
+
+The GRSN paper evaluates on these four tasks (its Table 1). Each hides part of the Markov state,
+so a memory-less agent cannot solve it:
+
+- ``CartPole-P`` keeps the positions (cart position, pole angle): obs dims [0, 2].
+- ``CartPole-V`` keeps the velocities (cart velocity, pole angular velocity): obs dims [1, 3].
+- ``Pendulum-P`` keeps the angle as (cos, sin): obs dims [0, 1].
+- ``Pendulum-V`` keeps the angular velocity: obs dim [2].
+
+CartPole uses the v0 setting, a 200-step limit (built from ``CartPole-v1``, whose dynamics are the same as
+v0's, without gymnasium's "v0 is out of date" warning); Pendulum-v1 already stops at 200 steps.
+Rewards are left raw so returns compare directly with the paper (CartPole maximum 200).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+
+@dataclass(frozen=True)
+class POControlSpec:
+    """Which gymnasium task a partially observable variant wraps and which obs dims it keeps."""
+
+    base_id: str
+    kept_dims: tuple[int, ...]
+    max_episode_steps: int = 200
+
+
+PO_CONTROL_ENVS: dict[str, POControlSpec] = {
+    "CartPole-P": POControlSpec("CartPole-v1", (0, 2)),
+    "CartPole-V": POControlSpec("CartPole-v1", (1, 3)),
+    "Pendulum-P": POControlSpec("Pendulum-v1", (0, 1)),
+    "Pendulum-V": POControlSpec("Pendulum-v1", (2,)),
+}
+
+
+class ObservationMask(gym.ObservationWrapper):
+    """Keeps only ``kept_dims`` of a Box observation (the rest of the state becomes hidden)."""
+
+    def __init__(self, env: gym.Env, kept_dims: tuple[int, ...]):
+        super().__init__(env)
+        space = env.observation_space
+        if not isinstance(space, gym.spaces.Box) or len(space.shape) != 1:
+            raise TypeError(f"ObservationMask needs a 1-D Box observation space, got {space}")
+        self.kept_dims = np.asarray(kept_dims, dtype=np.int64)
+        self.observation_space = gym.spaces.Box(
+            low=space.low[self.kept_dims], high=space.high[self.kept_dims], dtype=space.dtype
+        )
+
+    def observation(self, observation: np.ndarray) -> np.ndarray:
+        return observation[self.kept_dims]
+
+
+def make_po_control(name: str, config: dict[str, Any] | None = None) -> gym.Env:
+    """Builds one of :data:`PO_CONTROL_ENVS` by name.
+
+    ``config`` is RLlib's ``env_config``; ``max_episode_steps`` may override the 200-step limit.
+    """
+    if name not in PO_CONTROL_ENVS:
+        raise ValueError(f"unknown env {name!r}; choose one of: {', '.join(PO_CONTROL_ENVS)}")
+    spec = PO_CONTROL_ENVS[name]
+    config = dict(config or {})
+    max_steps = int(config.pop("max_episode_steps", spec.max_episode_steps))
+    if config:
+        raise ValueError(
+            f"unknown env_config key(s) for {name}: {sorted(config)}; allowed: max_episode_steps"
+        )
+    env = gym.make(spec.base_id, max_episode_steps=max_steps)
+    return ObservationMask(env, spec.kept_dims)
+
+
+def register_po_control_envs() -> None:
+    """Registers the four tasks with gymnasium (``gym.make``) and with Ray Tune (RLlib's env names).
+
+    Tune's registry reaches every Ray worker process, so remote EnvRunners can build the envs
+    without importing this package first.
+    """
+    from ray.tune.registry import register_env
+
+    for name in PO_CONTROL_ENVS:
+        if name not in gym.envs.registry:
+            gym.register(name, entry_point=_gym_entry_point(name))
+        register_env(name, _tune_creator(name))
+
+
+def _gym_entry_point(name: str):
+    def entry_point(**kwargs: Any) -> gym.Env:
+        return make_po_control(name, kwargs)
+
+    return entry_point
+
+
+def _tune_creator(name: str):
+    def creator(env_config: dict[str, Any]) -> gym.Env:
+        return make_po_control(name, dict(env_config))
+
+    return creator

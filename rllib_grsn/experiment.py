@@ -1,0 +1,334 @@
+"""Classic RLlib tuned_examples YAML (``{name: {env, run, stop, config}}``) -> validated experiments.
+
+Everything here runs before Ray starts: a bad file, an unknown ``run``/``env``/core, a key of the
+wrong type or a value out of range is reported as a list of messages that name the key and what
+is allowed, so `rllib train file` can fail fast without a traceback.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import json
+import math
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import yaml
+from ray.rllib.algorithms.algorithm_config import AlgorithmConfig
+from ray.rllib.core.rl_module.default_model_config import DefaultModelConfig
+from ray.rllib.core.rl_module.rl_module import RLModuleSpec
+
+import rllib_grsn.envs  # noqa: F401  (registers CartPole-P & co. with gymnasium and Tune)
+from rllib_grsn.algorithms.registry import (
+    ALGORITHM_NAMES,
+    algorithms_with_spiking_modules,
+    get_algorithm_class,
+    spiking_module_class,
+)
+from rllib_grsn.envs import PO_CONTROL_ENVS
+from rllib_grsn.modules.connectors import prev_action_reward_connector
+from rllib_grsn.modules.model_config import SpikingModelConfig, model_config_errors
+from rllib_grsn.neurons import CORE_NAMES
+
+EXPERIMENT_KEYS = ("env", "run", "stop", "config", "checkpoint_freq", "checkpoint_at_end", "description")
+
+# Classic (old API stack) result keys users still write in `stop:`, and their new-stack names.
+STOP_KEY_ALIASES = {
+    "timesteps_total": "num_env_steps_sampled_lifetime",
+    "episode_reward_mean": "env_runners/episode_return_mean",
+    "episode_return_mean": "env_runners/episode_return_mean",
+    "sampler_results/episode_reward_mean": "env_runners/episode_return_mean",
+}
+
+
+class ExperimentError(ValueError):
+    """A tuned_examples file that cannot run; ``problems`` holds one message per bad key."""
+
+    def __init__(self, source: str, problems: list[str]):
+        self.source = source
+        self.problems = problems
+        super().__init__(f"{source}:\n  " + "\n  ".join(problems))
+
+
+@dataclass
+class Experiment:
+    """One validated experiment of a tuned_examples file, ready for Ray Tune."""
+
+    name: str
+    run: str
+    env: str
+    stop: dict[str, float]
+    algo_config: AlgorithmConfig
+    checkpoint_freq: int = 0
+    checkpoint_at_end: bool = True
+    raw: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def algorithm_class(self) -> type:
+        return get_algorithm_class(self.run)
+
+
+def known_env_names() -> list[str]:
+    """Our envs first, then gymnasium's and anything registered with Ray Tune."""
+    from ray.tune.registry import ENV_CREATOR, _global_registry
+
+    names = list(PO_CONTROL_ENVS)
+    names += [n for n in gym.envs.registry if n not in PO_CONTROL_ENVS]
+    names += [key for cat, key in _global_registry._to_flush if cat == ENV_CREATOR and key not in names]
+    return names
+
+
+def _env_known(name: str) -> bool:
+    from ray.tune.registry import ENV_CREATOR, _global_registry
+
+    return name in gym.envs.registry or _global_registry.contains(ENV_CREATOR, name)
+
+
+def _suggest(word: str, options: list[str] | tuple[str, ...]) -> str:
+    close = difflib.get_close_matches(word, list(options), n=3, cutoff=0.6)
+    return f" (did you mean: {', '.join(close)}?)" if close else ""
+
+
+def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """``override`` wins; nested dicts merge key by key (how `--config JSON` patches a YAML)."""
+    out = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def parse_json_option(text: str | None, option: str) -> dict[str, Any]:
+    """A `--stop`/`--config` JSON object, or ExperimentError naming the option."""
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ExperimentError(option, [f"not valid JSON: {err}"]) from None
+    if not isinstance(value, dict):
+        raise ExperimentError(option, [f"must be a JSON object, got {type(value).__name__}"])
+    return value
+
+
+def load_experiments(
+    path: str | Path,
+    *,
+    stop: dict[str, Any] | None = None,
+    config: dict[str, Any] | None = None,
+) -> list[Experiment]:
+    """Reads and validates every experiment in a tuned_examples YAML.
+
+    ``stop`` replaces each experiment's stop criteria; ``config`` is deep-merged into its config.
+    Raises ExperimentError listing every problem found.
+    """
+    path = Path(path)
+    source = str(path)
+    if not path.is_file():
+        raise ExperimentError(source, ["file not found"])
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ExperimentError(source, [f"not valid YAML: {err}"]) from None
+    if not isinstance(data, dict) or not data:
+        raise ExperimentError(
+            source, ["expected a mapping {experiment_name: {env, run, stop, config}} at the top level"]
+        )
+    experiments, problems = [], []
+    for name, spec in data.items():
+        try:
+            experiments.append(build_experiment(str(name), spec, stop=stop, config=config))
+        except ExperimentError as err:
+            problems += err.problems
+    if problems:
+        raise ExperimentError(source, problems)
+    return experiments
+
+
+def build_experiment(
+    name: str,
+    spec: Any,
+    *,
+    stop: dict[str, Any] | None = None,
+    config: dict[str, Any] | None = None,
+) -> Experiment:
+    """Validates one experiment mapping and builds its AlgorithmConfig (no Ray needed)."""
+    if not isinstance(spec, dict):
+        raise ExperimentError(name, [f"{name}: expected a mapping with keys {', '.join(EXPERIMENT_KEYS)}"])
+    problems: list[str] = []
+    for key in spec:
+        if key not in EXPERIMENT_KEYS:
+            problems.append(
+                f"{name}.{key}: unknown key{_suggest(str(key), EXPERIMENT_KEYS)}; "
+                f"allowed keys: {', '.join(EXPERIMENT_KEYS)}"
+            )
+    raw_config = spec.get("config", {})
+    if not isinstance(raw_config, dict):
+        problems.append(f"{name}.config: must be a mapping, got {type(raw_config).__name__}")
+        raw_config = {}
+    raw_config = deep_merge(raw_config, config or {})
+
+    run = spec.get("run")
+    algo_cls = None
+    if run is None:
+        problems.append(f"{name}.run: missing; choose one of: {', '.join(ALGORITHM_NAMES)}")
+    elif not isinstance(run, str) or run not in ALGORITHM_NAMES:
+        problems.append(
+            f"{name}.run: unknown algorithm {run!r}{_suggest(str(run), ALGORITHM_NAMES)}; "
+            f"choose one of: {', '.join(ALGORITHM_NAMES)}"
+        )
+    else:
+        algo_cls = get_algorithm_class(run)
+
+    env = spec.get("env", raw_config.pop("env", None))
+    if env is None:
+        problems.append(f"{name}.env: missing; e.g. one of: {', '.join(PO_CONTROL_ENVS)}")
+    elif not isinstance(env, str) or not _env_known(env):
+        problems.append(
+            f"{name}.env: unknown env {env!r}{_suggest(str(env), known_env_names())}; "
+            f"this package provides: {', '.join(PO_CONTROL_ENVS)} (or any gymnasium / Tune-registered id)"
+        )
+
+    stop_criteria = _validate_stop(name, spec.get("stop", {}) if stop is None else stop, problems)
+    checkpoint_freq = spec.get("checkpoint_freq", 0)
+    if isinstance(checkpoint_freq, bool) or not isinstance(checkpoint_freq, int) or checkpoint_freq < 0:
+        problems.append(
+            f"{name}.checkpoint_freq: must be an integer >= 0 (0: only at the end), got {checkpoint_freq!r}"
+        )
+    checkpoint_at_end = spec.get("checkpoint_at_end", True)
+    if not isinstance(checkpoint_at_end, bool):
+        problems.append(f"{name}.checkpoint_at_end: must be true or false, got {checkpoint_at_end!r}")
+
+    algo_config = None
+    if algo_cls is not None:
+        algo_config = _build_algo_config(name, run, algo_cls, raw_config, problems)
+    if problems:
+        raise ExperimentError(name, problems)
+    assert algo_config is not None
+    algo_config.environment(env)
+    return Experiment(
+        name=name,
+        run=run,
+        env=env,
+        stop=stop_criteria,
+        algo_config=algo_config,
+        checkpoint_freq=checkpoint_freq,
+        checkpoint_at_end=checkpoint_at_end,
+        raw={"env": env, "run": run, "stop": stop_criteria, "config": raw_config},
+    )
+
+
+def _validate_stop(name: str, stop: Any, problems: list[str]) -> dict[str, float]:
+    if not isinstance(stop, dict):
+        problems.append(f"{name}.stop: must be a mapping of result key -> number, got {type(stop).__name__}")
+        return {}
+    out = {}
+    for key, value in stop.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            problems.append(f"{name}.stop.{key}: must be a finite number, got {value!r}")
+            continue
+        out[STOP_KEY_ALIASES.get(key, key)] = value
+    return out
+
+
+def _type_problem(key: str, value: Any, default: Any) -> str | None:
+    """A message when ``value`` cannot stand where RLlib's default is ``default``."""
+    if default is None or value is None:
+        return None
+    if isinstance(default, bool):
+        ok, want = isinstance(value, bool), "true or false"
+    elif isinstance(default, int):
+        ok, want = isinstance(value, int) and not isinstance(value, bool), "an integer"
+    elif isinstance(default, float):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        want = "a number"
+        if ok and not math.isfinite(value):
+            return f"{key}: must be a finite number, got {value!r}"
+    elif isinstance(default, str):
+        ok, want = isinstance(value, str), "a string"
+    elif isinstance(default, dict):
+        ok, want = isinstance(value, dict), "a mapping"
+    elif isinstance(default, (list, tuple)):
+        ok, want = isinstance(value, (list, tuple)), "a list"
+    else:
+        return None
+    if not ok:
+        return f"{key}: must be {want} (RLlib's default is {default!r}), got {value!r}"
+    # Sizes, counts and rates of RLlib are never negative.
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0 and default >= 0:
+        return f"{key}: must be >= 0, got {value!r}"
+    return None
+
+
+def _build_algo_config(
+    name: str, run: str, algo_cls: type, raw: dict[str, Any], problems: list[str]
+) -> AlgorithmConfig | None:
+    raw = dict(raw)
+    if "model" in raw:
+        if "model_config" in raw:
+            problems.append(
+                f"{name}.config.model: give either model_config or its classic alias model, not both"
+            )
+            return None
+        raw["model_config"] = raw.pop("model")
+    default = algo_cls.get_default_config()
+    before = len(problems)
+    checked: dict[str, Any] = {}
+    public_keys = [a for a in vars(default) if not a.startswith("_")]
+    for key, value in raw.items():
+        attr = AlgorithmConfig._translate_special_keys(key, warn_deprecated=False)
+        if attr == "model_config":
+            continue
+        if not hasattr(default, attr):
+            problems.append(f"{name}.config.{key}: unknown key for {run}{_suggest(attr, public_keys)}")
+            continue
+        problem = _type_problem(f"{name}.config.{key}", value, getattr(default, attr))
+        if problem:
+            problems.append(problem)
+            continue
+        checked[key] = value
+
+    model_config = raw.get("model_config", {})
+    spiking = None
+    if not isinstance(model_config, dict):
+        problems.append(f"{name}.config.model_config: must be a mapping, got {type(model_config).__name__}")
+    elif "core" in model_config:
+        if run not in algorithms_with_spiking_modules():
+            problems.append(
+                f"{name}.config.model_config.core: algorithm {run} has no spiking RLModule; "
+                f"use one of: {', '.join(algorithms_with_spiking_modules())}"
+            )
+        else:
+            errors = model_config_errors(model_config, where=f"{name}.config.model_config")
+            problems += errors
+            if not errors:
+                spiking = SpikingModelConfig.from_model_config(model_config)
+    else:
+        allowed = [f.name for f in fields(DefaultModelConfig)]
+        for key in model_config:
+            if key not in allowed:
+                problems.append(
+                    f"{name}.config.model_config.{key}: unknown key for RLlib's default model"
+                    f"{_suggest(key, allowed)}; add `core: {'|'.join(CORE_NAMES)}` for a spiking model"
+                )
+    if len(problems) > before:
+        return None
+
+    try:
+        config = default.update_from_dict(checked)
+        if spiking is not None:
+            spec = RLModuleSpec(module_class=spiking_module_class(run), model_config=spiking.model_dump())
+            config.rl_module(rl_module_spec=spec)
+            if spiking.prev_action_reward:
+                config.env_runners(env_to_module_connector=prev_action_reward_connector)
+        elif model_config:
+            config.rl_module(model_config=model_config)
+    except Exception as err:  # RLlib's own setters reject some values; report them as config problems
+        problems.append(f"{name}.config: {type(err).__name__}: {err}")
+        return None
+    return config
