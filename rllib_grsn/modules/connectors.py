@@ -4,7 +4,32 @@ from __future__ import annotations
 
 from typing import Any
 
+import gymnasium as gym
+import numpy as np
 from ray.rllib.connectors.env_to_module import PrevActionsPrevRewards
+
+
+class PrevActionReward(PrevActionsPrevRewards):
+    """RLlib's PrevActionsPrevRewards, extended to Box action spaces.
+
+    RLlib 2.60's version declares its output space from ``action_space.n`` and so fails on
+    continuous actions (Pendulum); the data it writes is already right for Box actions.
+    """
+
+    def _convert_individual_space(self, obs_space: gym.Space, act_space: gym.Space) -> gym.Space:
+        if isinstance(act_space, gym.spaces.Discrete):
+            return super()._convert_individual_space(obs_space, act_space)
+        if not isinstance(act_space, gym.spaces.Box):
+            raise ValueError(f"previous actions need a Discrete or Box action space, got {act_space}")
+        low = np.tile(act_space.low.astype(np.float32).ravel(), self.n_prev_actions)
+        high = np.tile(act_space.high.astype(np.float32).ravel(), self.n_prev_actions)
+        return gym.spaces.Dict(
+            {
+                self.ORIG_OBS_KEY: obs_space,
+                self.PREV_ACTIONS_KEY: gym.spaces.Box(low, high, low.shape, np.float32),
+                self.PREV_REWARDS_KEY: gym.spaces.Box(-np.inf, np.inf, (self.n_prev_rewards,), np.float32),
+            }
+        )
 
 
 def prev_action_reward_connector(env: Any = None, spaces: Any = None, device: Any = None) -> list:
@@ -13,4 +38,4 @@ def prev_action_reward_connector(env: Any = None, spaces: Any = None, device: An
     RLlib writes the extended observation back into the episode, so training chunks see exactly
     what acting saw. Module-level so it pickles to remote EnvRunners.
     """
-    return [PrevActionsPrevRewards(n_prev_actions=1, n_prev_rewards=1)]
+    return [PrevActionReward(n_prev_actions=1, n_prev_rewards=1)]

@@ -69,4 +69,8 @@ def atan_spike(x: Tensor, alpha: float | Tensor = 2.0) -> Tensor:
     Returns:
         Tensor of 0./1. spikes with the dtype and shape of ``x``.
     """
+    if not (torch.is_grad_enabled() and x.requires_grad):
+        # Acting (no_grad) needs only the forward pass; skipping the autograd.Function machinery
+        # matters because RLlib calls the module once per env step.
+        return (x >= 0).to(x.dtype)
     return ATanSpike.apply(x, alpha)

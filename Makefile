@@ -1,0 +1,39 @@
+# The README's two commands: `make run` (the main job) and `make test` (the suite). Each creates
+# .venv and installs the package on first use, so a fresh clone needs nothing else.
+VENV    ?= .venv
+PY      := $(VENV)/bin/python
+RLLIB   := $(VENV)/bin/rllib
+STAMP   := $(VENV)/.installed
+RESULTS ?= results
+# The main job; override on the command line, e.g. `make run STOP='{"training_iteration": 5}'`.
+RUN_YAML ?= tuned_examples/cartpole_p_grsn.yaml
+STOP     ?=
+
+.PHONY: run test test-fast lint bench clean
+
+$(STAMP): pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# torch first and pinned: the CPU wheel on local disk, never a multi-GB CUDA build.
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e ".[test,bench]"
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(RLLIB) train file $(RUN_YAML) --storage-path $(RESULTS) $(if $(STOP),--stop '$(STOP)')
+	$(RLLIB) evaluate "$$(ls -td $(RESULTS)/*/*/checkpoint_* | head -n 1)" --episodes 10
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not slow"
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+
+bench: $(STAMP)
+	$(PY) -m benchmarks.ppo_throughput
+
+clean:
+	rm -rf $(VENV) $(RESULTS) .pytest_cache .ruff_cache
