@@ -67,5 +67,7 @@ def ppo_config(
     else:
         model_config = SpikingModelConfig(core=model, hidden=hidden, max_seq_len=max_seq_len).model_dump()
         config.env_runners(env_to_module_connector=prev_action_reward_connector)
-        config.rl_module(rl_module_spec=RLModuleSpec(module_class=SpikingActorCriticModule, model_config=model_config))
+        config.rl_module(
+            rl_module_spec=RLModuleSpec(module_class=SpikingActorCriticModule, model_config=model_config)
+        )
     return config

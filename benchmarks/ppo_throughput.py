@@ -55,7 +55,9 @@ def measure(model: str, *, iterations: int, warmup: int, hidden: int) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--models", default=",".join(MODELS), help=f"comma-separated subset of {MODELS}")
     parser.add_argument("--iterations", type=int, default=3, help="timed PPO iterations per model")
     parser.add_argument("--warmup", type=int, default=1, help="untimed iterations first")
@@ -74,14 +76,18 @@ def main() -> None:
         ray.shutdown()
 
     base = next((r["env_steps_per_s"] for r in rows if r["model"] == "lstm"), None)
-    print(f"\nPPO on CartPole-P, hidden {args.hidden}, {platform.processor() or platform.machine()}, "
-          f"torch {torch.__version__}, {torch.get_num_threads()} torch threads")
+    print(
+        f"\nPPO on CartPole-P, hidden {args.hidden}, {platform.processor() or platform.machine()}, "
+        f"torch {torch.__version__}, {torch.get_num_threads()} torch threads"
+    )
     print("| model | env steps/s | vs RLlib LSTM | sampling s/iter | learner s/iter | params |")
     print("|---|---|---|---|---|---|")
     for r in rows:
         ratio = f"{r['env_steps_per_s'] / base:.2f}x" if base else "n/a"
-        print(f"| {r['model']} | {r['env_steps_per_s']:.0f} | {ratio} | {r['sample_s']:.2f} | {r['learn_s']:.2f} | "
-              f"{r['params']} |")
+        print(
+            f"| {r['model']} | {r['env_steps_per_s']:.0f} | {ratio} | {r['sample_s']:.2f} | "
+            f"{r['learn_s']:.2f} | {r['params']} |"
+        )
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"args": vars(args), "rows": rows}, indent=2))

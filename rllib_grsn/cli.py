@@ -87,6 +87,26 @@ def _fail(message: str) -> int:
     return EXIT_BAD_INPUT
 
 
+def _warn_options_ignored_on_resume(args: argparse.Namespace) -> None:
+    given = [
+        option
+        for option, value in (
+            ("--stop", args.stop),
+            ("--config", args.config),
+            ("--checkpoint-freq", args.checkpoint_freq),
+        )
+        if value not in (None, "")
+    ]
+    if given:
+        print(
+            f"rllib: warning: {', '.join(given)} ignored for experiments that --resume continues: a "
+            "resumed run keeps the stop criteria, config and checkpointing it started with (they apply "
+            "only to experiments with nothing to resume, which start afresh)",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
 def train_file(args: argparse.Namespace) -> int:
     from rllib_grsn.experiment import ExperimentError, load_experiments, parse_json_option
 
@@ -98,10 +118,14 @@ def train_file(args: argparse.Namespace) -> int:
         return _fail(str(err))
     if args.checkpoint_freq is not None and args.checkpoint_freq < 0:
         return _fail("--checkpoint-freq: must be >= 0")
+    if args.num_cpus is not None and args.num_cpus < 1:
+        return _fail(f"--num-cpus: must be >= 1, got {args.num_cpus}")
     if args.check:
         for exp in experiments:
             print(f"{exp.name}: {exp.run} on {exp.env}, stop {exp.stop or 'never'}: OK")
         return 0
+    if args.resume:
+        _warn_options_ignored_on_resume(args)
 
     import ray
 

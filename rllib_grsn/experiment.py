@@ -28,9 +28,9 @@ from rllib_grsn.algorithms.registry import (
     get_algorithm_class,
     spiking_module_class,
 )
-from rllib_grsn.envs import PO_CONTROL_ENVS
+from rllib_grsn.envs import PO_CONTROL_ENVS, make_po_control
 from rllib_grsn.modules.connectors import prev_action_reward_connector
-from rllib_grsn.modules.model_config import SpikingModelConfig, model_config_errors
+from rllib_grsn.modules.model_config import SpikingModelConfig, model_config_errors, string_number_hint
 from rllib_grsn.neurons import CORE_NAMES
 
 EXPERIMENT_KEYS = ("env", "run", "stop", "config", "checkpoint_freq", "checkpoint_at_end", "description")
@@ -144,7 +144,8 @@ def load_experiments(
         try:
             experiments.append(build_experiment(str(name), spec, stop=stop, config=config))
         except ExperimentError as err:
-            problems += err.problems
+            # A bad --stop/--config is reported by every experiment; list it once.
+            problems += [p for p in err.problems if p not in problems]
     if problems:
         raise ExperimentError(source, problems)
     return experiments
@@ -157,7 +158,11 @@ def build_experiment(
     stop: dict[str, Any] | None = None,
     config: dict[str, Any] | None = None,
 ) -> Experiment:
-    """Validates one experiment mapping and builds its AlgorithmConfig (no Ray needed)."""
+    """Validates one experiment mapping and builds its AlgorithmConfig (no Ray needed).
+
+    ``config`` (the `--config` override) is deep-merged over the file's config after the classic
+    ``model`` alias has become ``model_config`` in both; an ``env`` in it replaces the experiment's.
+    """
     if not isinstance(spec, dict):
         raise ExperimentError(name, [f"{name}: expected a mapping with keys {', '.join(EXPERIMENT_KEYS)}"])
     problems: list[str] = []
@@ -167,11 +172,12 @@ def build_experiment(
                 f"{name}.{key}: unknown key{_suggest(str(key), EXPERIMENT_KEYS)}; "
                 f"allowed keys: {', '.join(EXPERIMENT_KEYS)}"
             )
-    raw_config = spec.get("config", {})
-    if not isinstance(raw_config, dict):
-        problems.append(f"{name}.config: must be a mapping, got {type(raw_config).__name__}")
-        raw_config = {}
-    raw_config = deep_merge(raw_config, config or {})
+    file_config = spec.get("config", {})
+    if not isinstance(file_config, dict):
+        problems.append(f"{name}.config: must be a mapping, got {type(file_config).__name__}")
+        file_config = {}
+    file_config = _model_alias_to_model_config(dict(file_config), f"{name}.config.model", problems)
+    override = _model_alias_to_model_config(dict(config or {}), "--config.model", problems)
 
     run = spec.get("run")
     algo_cls = None
@@ -185,7 +191,13 @@ def build_experiment(
     else:
         algo_cls = get_algorithm_class(run)
 
-    env = spec.get("env", raw_config.pop("env", None))
+    top_env, file_env, override_env = spec.get("env"), file_config.pop("env", None), override.pop("env", None)
+    if top_env is not None and file_env is not None and top_env != file_env:
+        problems.append(
+            f"{name}.env: {top_env!r} and {name}.config.env: {file_env!r} disagree; give the env once"
+        )
+    env = next((e for e in (override_env, top_env, file_env) if e is not None), None)
+    raw_config = deep_merge(file_config, override)
     if env is None:
         problems.append(f"{name}.env: missing; e.g. one of: {', '.join(PO_CONTROL_ENVS)}")
     elif not isinstance(env, str) or not _env_known(env):
@@ -207,6 +219,10 @@ def build_experiment(
     algo_config = None
     if algo_cls is not None:
         algo_config = _build_algo_config(name, run, algo_cls, raw_config, problems)
+    if isinstance(env, str) and env in PO_CONTROL_ENVS and isinstance(raw_config.get("env_config", {}), dict):
+        problem = _env_config_problem(env, raw_config.get("env_config", {}))
+        if problem:
+            problems.append(f"{name}.config.env_config: {problem}")
     if problems:
         raise ExperimentError(name, problems)
     assert algo_config is not None
@@ -223,6 +239,29 @@ def build_experiment(
     )
 
 
+def _model_alias_to_model_config(config: dict[str, Any], where: str, problems: list[str]) -> dict[str, Any]:
+    """``config`` with the classic ``model`` key renamed ``model_config`` (both at once: a problem)."""
+    if "model" not in config:
+        return config
+    out = dict(config)
+    model = out.pop("model")
+    if "model_config" in out:
+        problems.append(f"{where}: give either model_config or its classic alias model, not both")
+    else:
+        out["model_config"] = model
+    return out
+
+
+def _env_config_problem(env: str, env_config: dict[str, Any]) -> str | None:
+    """Builds one of this package's envs with ``env_config`` once; what went wrong, or None."""
+    try:
+        probe = make_po_control(env, env_config)
+    except Exception as err:  # any error here would otherwise surface inside the EnvRunners
+        return str(err) if isinstance(err, ValueError) else f"{type(err).__name__}: {err}"
+    probe.close()
+    return None
+
+
 def _validate_stop(name: str, stop: Any, problems: list[str]) -> dict[str, float]:
     if not isinstance(stop, dict):
         problems.append(f"{name}.stop: must be a mapping of result key -> number, got {type(stop).__name__}")
@@ -230,23 +269,36 @@ def _validate_stop(name: str, stop: Any, problems: list[str]) -> dict[str, float
     out = {}
     for key, value in stop.items():
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            problems.append(f"{name}.stop.{key}: must be a finite number, got {value!r}")
+            problems.append(
+                f"{name}.stop.{key}: must be a finite number, got {value!r}{string_number_hint(value)}"
+            )
             continue
         out[STOP_KEY_ALIASES.get(key, key)] = value
     return out
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+SCHEDULE_EXAMPLE = "[[0, 0.001], [100000, 0.0001]]"
 
 
 def _type_problem(key: str, value: Any, default: Any) -> str | None:
     """A message when ``value`` cannot stand where RLlib's default is ``default``."""
     if default is None or value is None:
         return None
+    hint = ""
     if isinstance(default, bool):
         ok, want = isinstance(value, bool), "true or false"
     elif isinstance(default, int):
-        ok, want = isinstance(value, int) and not isinstance(value, bool), "an integer"
+        ok, want = _is_number(value) and isinstance(value, int), "an integer"
+        hint = string_number_hint(value, integer=True)
     elif isinstance(default, float):
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        want = "a number"
+        if isinstance(value, (list, tuple)):
+            return _schedule_problem(key, value, default)
+        ok, want = _is_number(value), f"a number or a schedule {SCHEDULE_EXAMPLE}"
+        hint = string_number_hint(value)
         if ok and not math.isfinite(value):
             return f"{key}: must be a finite number, got {value!r}"
     elif isinstance(default, str):
@@ -258,24 +310,46 @@ def _type_problem(key: str, value: Any, default: Any) -> str | None:
     else:
         return None
     if not ok:
-        return f"{key}: must be {want} (RLlib's default is {default!r}), got {value!r}"
+        return f"{key}: must be {want} (RLlib's default is {default!r}), got {value!r}{hint}"
     # Sizes, counts and rates of RLlib are never negative.
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0 and default >= 0:
+    if _is_number(value) and value < 0 and default >= 0:
         return f"{key}: must be >= 0, got {value!r}"
+    return None
+
+
+def _schedule_problem(key: str, schedule: list | tuple, default: float) -> str | None:
+    """RLlib's schedule format for float settings (``lr``, ``entropy_coeff``): [[timestep, value], ...].
+
+    Checked as RLlib checks it later (Scheduler.validate, PiecewiseSchedule): two or more pairs of
+    finite numbers, timesteps >= 0, starting at 0 and in increasing order.
+    """
+    pairs_ok = len(schedule) >= 2 and all(
+        isinstance(p, (list, tuple)) and len(p) == 2 and all(_is_number(x) for x in p) for p in schedule
+    )
+    if not pairs_ok:
+        strings = [x for p in schedule if isinstance(p, (list, tuple)) for x in p if isinstance(x, str)]
+        hint = next((h for h in map(string_number_hint, strings) if h), "")
+        return (
+            f"{key}: must be a number or a schedule of 2 or more [timestep, value] number pairs, "
+            f"e.g. {SCHEDULE_EXAMPLE} (RLlib's default is {default!r}), got {schedule!r}{hint}"
+        )
+    if not all(math.isfinite(x) for p in schedule for x in p):
+        return f"{key}: schedule numbers must be finite, got {schedule!r}"
+    timesteps = [p[0] for p in schedule]
+    if any(t < 0 for t in timesteps):
+        return f"{key}: schedule timesteps must be >= 0, got {schedule!r}"
+    if timesteps[0] != 0:
+        return f"{key}: a schedule must start at timestep 0 ([[0, initial value], ...]), got {schedule!r}"
+    if timesteps != sorted(timesteps):
+        return f"{key}: schedule timesteps must be in increasing order, got {schedule!r}"
+    if default >= 0 and any(p[1] < 0 for p in schedule):
+        return f"{key}: schedule values must be >= 0, got {schedule!r}"
     return None
 
 
 def _build_algo_config(
     name: str, run: str, algo_cls: type, raw: dict[str, Any], problems: list[str]
 ) -> AlgorithmConfig | None:
-    raw = dict(raw)
-    if "model" in raw:
-        if "model_config" in raw:
-            problems.append(
-                f"{name}.config.model: give either model_config or its classic alias model, not both"
-            )
-            return None
-        raw["model_config"] = raw.pop("model")
     default = algo_cls.get_default_config()
     before = len(problems)
     checked: dict[str, Any] = {}

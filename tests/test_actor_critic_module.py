@@ -40,7 +40,8 @@ def _episode_tensors(episode) -> dict[str, torch.Tensor]:
 def _replay(module: SpikingActorCriticModule, episode, state: dict | None = None) -> dict:
     batch = {
         Columns.OBS: _episode_tensors(episode),
-        Columns.STATE_IN: state or {k: torch.as_tensor(v)[None] for k, v in module.get_initial_state().items()},
+        Columns.STATE_IN: state
+        or {k: torch.as_tensor(v)[None] for k, v in module.get_initial_state().items()},
     }
     with torch.no_grad():
         return module.forward_exploration(batch)
@@ -71,10 +72,16 @@ def test_state_carried_across_steps_and_reset_at_episode_start(sampled):
     assert len(episodes) == 3 and all(len(ep) > 2 for ep in episodes)
     for episode in episodes:
         replay = _replay(runner.module, episode)
-        recorded = np.asarray(episode.get_extra_model_outputs(Columns.ACTION_DIST_INPUTS, slice(0, len(episode))))
-        np.testing.assert_allclose(replay[Columns.ACTION_DIST_INPUTS][0].numpy(), recorded, rtol=1e-5, atol=1e-5)
+        recorded = np.asarray(
+            episode.get_extra_model_outputs(Columns.ACTION_DIST_INPUTS, slice(0, len(episode)))
+        )
+        np.testing.assert_allclose(
+            replay[Columns.ACTION_DIST_INPUTS][0].numpy(), recorded, rtol=1e-5, atol=1e-5
+        )
         for key, values in episode.get_extra_model_outputs(Columns.STATE_OUT, slice(0, len(episode))).items():
-            np.testing.assert_allclose(replay[Columns.STATE_OUT][key][0].numpy(), np.asarray(values)[-1], atol=1e-5)
+            np.testing.assert_allclose(
+                replay[Columns.STATE_OUT][key][0].numpy(), np.asarray(values)[-1], atol=1e-5
+            )
 
 
 def test_replay_detects_a_core_that_forgets_its_state(sampled):

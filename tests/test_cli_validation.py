@@ -222,13 +222,6 @@ def test_bad_option_exits_2_naming_it(extra, expected, write, capsys):
     assert "Traceback" not in out + err
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=RayStarted,
-    reason="cli.py train_file: --num-cpus is not validated before Ray starts; `--num-cpus -1` reaches "
-    "ray.init(num_cpus=-1), which raises ValueError ('Resource quantities must be nonnegative') with a "
-    "traceback and exit code 1 (and `--num-cpus 0` silently means all CPUs)",
-)
 def test_negative_num_cpus_rejected_before_ray(write, capsys):
     rc, _, err = run_cli(["train", "file", write(GOOD), "--num-cpus", "-1"], capsys)
     assert rc == 2 and "--num-cpus" in err
@@ -343,12 +336,6 @@ def test_classic_model_alias_accepted_by_the_cli(write, capsys):
     assert "exp: PPO on CartPole-P" in out and "OK" in out
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="experiment.py _build_algo_config: a file using the classic `model:` alias plus the CLI's own "
-    "documented `--config '{\"model_config\": {...}}'` override ends up with both keys after deep_merge and "
-    "is rejected ('give either model_config or its classic alias model, not both') instead of merging",
-)
 def test_model_config_override_merges_into_a_file_using_the_model_alias(write):
     (exp,) = load_experiments(
         write(GOOD.replace("model_config:", "model:")), config={"model_config": {"core": "lif"}}
@@ -357,33 +344,17 @@ def test_model_config_override_merges_into_a_file_using_the_model_alias(write):
     assert (model["core"], model["hidden"]) == ("lif", 24)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="experiment.py _type_problem: RLlib accepts `lr` (and `entropy_coeff`) as a schedule "
-    "[[timestep, value], ...], but the type check demands a number because RLlib's default is a float",
-)
 def test_learning_rate_schedule_is_accepted(write):
     (exp,) = load_experiments(write(good_with("lr: 0.0003", "lr: [[0, 0.001], [100000, 0.0001]]")))
     assert exp.algo_config.lr == [[0, 0.001], [100000, 0.0001]]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="model_config.py SpikingModelConfig: pydantic lax mode turns `hidden: true` (YAML `yes`/`on` too) "
-    "into hidden=1 instead of rejecting a boolean size",
-)
 def test_boolean_size_is_rejected(write):
     with pytest.raises(ExperimentError) as info:
         load_experiments(write(good_with("hidden: 24", "hidden: true")))
     assert any("model_config.hidden" in p for p in info.value.problems)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="experiment.py build_experiment: env_config is not checked before Ray starts; an unknown key for "
-    "a PO-control env (e.g. `env_config: {max_steps: 50}`) passes validation and only fails inside the "
-    "EnvRunners after Ray and the Algorithm have started",
-)
 def test_unknown_env_config_key_is_rejected_before_ray(write):
     text = good_with("    lr: 0.0003\n", "    lr: 0.0003\n    env_config: {max_steps: 50}\n")
     with pytest.raises(ExperimentError) as info:
@@ -395,6 +366,119 @@ def test_env_config_max_episode_steps_passes_validation(write):
     text = good_with("    lr: 0.0003\n", "    lr: 0.0003\n    env_config: {max_episode_steps: 50}\n")
     (exp,) = load_experiments(write(text))
     assert exp.algo_config.env_config == {"max_episode_steps": 50}
+
+
+# ----------------------------------------------------------------------------- env, --resume, YAML numbers
+
+
+def test_env_in_config_override_replaces_the_experiments_env(write, capsys):
+    (exp,) = load_experiments(write(GOOD), config={"env": "CartPole-V"})
+    assert exp.env == "CartPole-V"
+    assert exp.algo_config.env == "CartPole-V"
+    rc, out, err = run_cli(
+        ["train", "file", write(GOOD), "--config", '{"env": "Pendulum-P"}', "--check"], capsys
+    )
+    assert rc == 0, err
+    assert "exp: PPO on Pendulum-P" in out
+
+
+def test_env_in_config_override_is_validated(write, capsys):
+    rc, _, err = run_cli(["train", "file", write(GOOD), "--config", '{"env": "CartPole-X"}'], capsys)
+    assert rc == 2
+    assert "exp.env" in err and "CartPole-X" in err
+
+
+def test_top_level_env_and_a_different_config_env_is_an_error(write):
+    text = good_with("    lr: 0.0003\n", "    lr: 0.0003\n    env: CartPole-V\n")
+    with pytest.raises(ExperimentError) as info:
+        load_experiments(write(text))
+    (problem,) = info.value.problems
+    assert "exp.env" in problem and "exp.config.env" in problem
+    assert "CartPole-P" in problem and "CartPole-V" in problem
+
+
+def test_top_level_env_and_the_same_config_env_is_fine(write):
+    text = good_with("    lr: 0.0003\n", "    lr: 0.0003\n    env: CartPole-P\n")
+    (exp,) = load_experiments(write(text))
+    assert exp.env == exp.algo_config.env == "CartPole-P"
+
+
+@pytest.mark.parametrize(
+    ("extra", "named"),
+    [
+        (["--stop", '{"training_iteration": 2}'], ["--stop"]),
+        (["--config", '{"lr": 0.001}', "--checkpoint-freq", "1"], ["--config", "--checkpoint-freq"]),
+    ],
+    ids=["stop", "config_and_checkpoint_freq"],
+)
+def test_resume_warns_that_stop_config_and_checkpoint_freq_are_ignored(extra, named, write, capsys):
+    with pytest.raises(RayStarted):  # the warning comes before Ray starts
+        main(["train", "file", str(write(GOOD)), "--resume", *extra])
+    err = capsys.readouterr().err
+    assert "warning" in err and "ignored" in err and "resume" in err
+    for option in named:
+        assert option in err
+    assert "--stop" in named or "--stop" not in err
+
+
+def test_resume_alone_does_not_warn(write, capsys):
+    with pytest.raises(RayStarted):
+        main(["train", "file", str(write(GOOD)), "--resume"])
+    assert "warning" not in capsys.readouterr().err
+
+
+def test_options_without_resume_do_not_warn(write, capsys):
+    with pytest.raises(RayStarted):
+        main(["train", "file", str(write(GOOD)), "--stop", '{"training_iteration": 2}'])
+    assert "warning" not in capsys.readouterr().err
+
+
+YAML_NUMBER_HINTS = {
+    "lr": (
+        good_with("lr: 0.0003", "lr: 1e-3"),
+        "exp.config.lr",
+        "(YAML reads 1e-3 as a string; write 1.0e-3)",
+    ),
+    "batch": (
+        good_with("train_batch_size: 400", "train_batch_size: 4e3"),
+        "exp.config.train_batch_size",
+        "(YAML reads 4e3 as a string; write 4000)",
+    ),
+    "stop": (
+        good_with("training_iteration: 1", "timesteps_total: 1e6"),
+        "exp.stop.timesteps_total",
+        "(YAML reads 1e6 as a string; write 1.0e+6)",
+    ),
+    "model_config": (
+        good_with("decay: 0.7", "decay: 7e-1"),
+        "exp.config.model_config.decay",
+        "(YAML reads 7e-1 as a string; write 7.0e-1)",
+    ),
+    "quoted": (good_with("lr: 0.0003", 'lr: "0.001"'), "exp.config.lr", "write 0.001 without quotes"),
+}
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "hint"), list(YAML_NUMBER_HINTS.values()), ids=list(YAML_NUMBER_HINTS)
+)
+def test_number_read_as_a_string_gets_a_yaml_hint(text, key, hint, write):
+    with pytest.raises(ExperimentError) as info:
+        load_experiments(write(text))
+    (problem,) = info.value.problems
+    assert problem.startswith(key + ":") and hint in problem, problem
+
+
+def test_the_yaml_hint_spelling_is_read_as_a_number():
+    import yaml
+
+    for spelling in ("1.0e-3", "1.0e+6", "7.0e-1"):
+        assert isinstance(yaml.safe_load(f"x: {spelling}")["x"], float)
+
+
+def test_a_word_gets_no_yaml_hint(write):
+    with pytest.raises(ExperimentError) as info:
+        load_experiments(write(good_with("lr: 0.0003", 'lr: "fast"')))
+    assert "YAML reads" not in info.value.problems[0]
 
 
 # ----------------------------------------------------------------------------- tuned_examples

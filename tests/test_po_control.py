@@ -218,13 +218,6 @@ def test_gym_make_max_episode_steps_below_200(name):
     assert len(rewards) == 30 and truncs[-1]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="po_control.py: gym.make(name, max_episode_steps=N) wraps an env that already carries its own "
-    "inner TimeLimit(200) (make_po_control builds the base with max_episode_steps=200 and the gymnasium "
-    "registration has no max_episode_steps), so any N > 200 is silently capped at 200 while "
-    "env.spec.max_episode_steps reports N",
-)
 def test_gym_make_max_episode_steps_above_200():
     env = gym.make("CartPole-P", max_episode_steps=500)
     assert env.spec.max_episode_steps == 500

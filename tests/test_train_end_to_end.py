@@ -145,12 +145,6 @@ def test_checkpoint_records_the_spiking_module_and_overrides(trained):
     assert config.rl_module_spec.model_config["core"] == "grsn"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="tracking/progress.py ProgressPrinter: rich's Console wraps at 80 columns when stdout is not a "
-    "terminal, so the 'checkpoint saved: PATH' line is split across lines in logs and the path cannot "
-    "be copied (the 'final checkpoint' line, a plain print, is intact)",
-)
 def test_checkpoint_saved_line_keeps_the_path_on_one_line(trained):
     checkpoint = _final_checkpoint(trained.output)
     assert f"checkpoint saved: {checkpoint}" in trained.output

@@ -11,6 +11,13 @@ so a memory-less agent cannot solve it:
 CartPole uses the v0 setting, a 200-step limit (built from ``CartPole-v1``, whose dynamics are the same as
 v0's, without gymnasium's "v0 is out of date" warning); Pendulum-v1 already stops at 200 steps.
 Rewards are left raw so returns compare directly with the paper (CartPole maximum 200).
+
+Every env built here carries exactly one time limit, so any limit may be chosen, above 200 too:
+
+- ``gym.make("CartPole-P", max_episode_steps=N)``: the ids are registered with a 200-step limit and the
+  entry point masks the base task *without* its own limit, so gymnasium's TimeLimit is the only one.
+- ``make_po_control(name, {"max_episode_steps": N})`` (also RLlib's ``env_config``, through the Tune
+  creator): the base task is built with that limit, then masked.
 """
 
 from __future__ import annotations
@@ -56,22 +63,45 @@ class ObservationMask(gym.ObservationWrapper):
         return observation[self.kept_dims]
 
 
+def _spec(name: str) -> POControlSpec:
+    if name not in PO_CONTROL_ENVS:
+        raise ValueError(f"unknown env {name!r}; choose one of: {', '.join(PO_CONTROL_ENVS)}")
+    return PO_CONTROL_ENVS[name]
+
+
 def make_po_control(name: str, config: dict[str, Any] | None = None) -> gym.Env:
-    """Builds one of :data:`PO_CONTROL_ENVS` by name.
+    """Builds one of :data:`PO_CONTROL_ENVS` by name, with one time limit.
 
     ``config`` is RLlib's ``env_config``; ``max_episode_steps`` may override the 200-step limit.
     """
-    if name not in PO_CONTROL_ENVS:
-        raise ValueError(f"unknown env {name!r}; choose one of: {', '.join(PO_CONTROL_ENVS)}")
-    spec = PO_CONTROL_ENVS[name]
+    spec = _spec(name)
     config = dict(config or {})
-    max_steps = int(config.pop("max_episode_steps", spec.max_episode_steps))
+    max_steps = config.pop("max_episode_steps", spec.max_episode_steps)
     if config:
         raise ValueError(
             f"unknown env_config key(s) for {name}: {sorted(config)}; allowed: max_episode_steps"
         )
+    if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1:
+        raise ValueError(f"max_episode_steps for {name}: must be an integer >= 1, got {max_steps!r}")
     env = gym.make(spec.base_id, max_episode_steps=max_steps)
     return ObservationMask(env, spec.kept_dims)
+
+
+def _make_unlimited(name: str, **kwargs: Any) -> gym.Env:
+    """The masked task with no time limit of its own: the gymnasium entry point.
+
+    ``gym.make`` wraps it in the registered (or its ``max_episode_steps``) TimeLimit. ``render_mode``
+    is handed to the base task; any other keyword is refused.
+    """
+    spec = _spec(name)
+    render_mode = kwargs.pop("render_mode", None)
+    if kwargs:
+        raise ValueError(
+            f"unknown keyword(s) for gym.make({name!r}): {sorted(kwargs)}; allowed: max_episode_steps, "
+            "render_mode"
+        )
+    base = gym.make(spec.base_id, render_mode=render_mode).unwrapped
+    return ObservationMask(base, spec.kept_dims)
 
 
 def register_po_control_envs() -> None:
@@ -84,13 +114,17 @@ def register_po_control_envs() -> None:
 
     for name in PO_CONTROL_ENVS:
         if name not in gym.envs.registry:
-            gym.register(name, entry_point=_gym_entry_point(name))
+            gym.register(
+                name,
+                entry_point=_gym_entry_point(name),
+                max_episode_steps=PO_CONTROL_ENVS[name].max_episode_steps,
+            )
         register_env(name, _tune_creator(name))
 
 
 def _gym_entry_point(name: str):
     def entry_point(**kwargs: Any) -> gym.Env:
-        return make_po_control(name, kwargs)
+        return _make_unlimited(name, **kwargs)
 
     return entry_point
 

@@ -1,4 +1,8 @@
-"""One line per training iteration on the terminal, as a Ray Tune callback."""
+"""One line per training iteration on the terminal, as a Ray Tune callback.
+
+Lines are plain ``print``s: never wrapped (a checkpoint path stays copyable in a log) and never read
+as markup (``[trial_id]`` stays in the line).
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,6 @@ import math
 from typing import Any
 
 from ray.tune import Callback
-from rich.console import Console
 
 RETURN_KEY = "env_runners/episode_return_mean"
 ENV_STEPS_KEY = "num_env_steps_sampled_lifetime"
@@ -37,30 +40,18 @@ def result_summary(result: dict[str, Any]) -> dict[str, float | None]:
 class ProgressPrinter(Callback):
     """Prints ``[trial] iter N | env steps S | return R | len L | T s`` after each iteration."""
 
-    def __init__(self) -> None:
-        # Created on first use: Tune pickles its callbacks, and a Console holds a lock.
-        self._console: Console | None = None
-
-    @property
-    def console(self) -> Console:
-        if self._console is None:
-            self._console = Console(highlight=False)
-        return self._console
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_console": None}
-
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
         s = result_summary(result)
         ret = "n/a" if s["return"] is None else f"{s['return']:.1f}"
         length = "n/a" if s["episode_len"] is None else f"{s['episode_len']:.1f}"
-        self.console.print(
+        print(
             f"[{trial.trial_id}] iter {s['iteration']} | env steps {int(s['env_steps'] or 0)} | "
-            f"return {ret} | len {length} | {s['time_s'] or 0:.0f} s"
+            f"return {ret} | len {length} | {s['time_s'] or 0:.0f} s",
+            flush=True,
         )
 
     def on_checkpoint(self, iteration: int, trials: list, trial: Any, checkpoint: Any, **info: Any) -> None:
-        self.console.print(f"[{trial.trial_id}] checkpoint saved: {checkpoint.path}")
+        print(f"[{trial.trial_id}] checkpoint saved: {checkpoint.path}", flush=True)
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self.console.print(f"[{trial.trial_id}] [bold red]failed[/]; see {trial.local_path}/error.txt")
+        print(f"[{trial.trial_id}] failed; see {trial.local_path}/error.txt", flush=True)
