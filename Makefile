@@ -14,8 +14,9 @@ STOP     ?=
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	# torch first and pinned: the CPU wheel on local disk, never a multi-GB CUDA build.
-	$(PY) -m pip install -q torch==2.13.0
+	# torch first and pinned: here pip finds the CPU wheel on local disk; elsewhere pass an index of
+	# CPU wheels, e.g. `make test TORCH_PIP_ARGS="--index-url <CPU wheel index>"`, to avoid a CUDA build.
+	$(PY) -m pip install -q torch==2.13.0 $(TORCH_PIP_ARGS)
 	$(PY) -m pip install -q -e ".[test,bench]"
 	touch $(STAMP)
 

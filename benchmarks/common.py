@@ -35,6 +35,7 @@ def ppo_config(
     num_epochs: int = 6,
     max_seq_len: int = 32,
     num_env_runners: int = 0,
+    vf_loss_coeff: float = 0.01,
 ) -> PPOConfig:
     """PPO on ``env`` with ``model`` in {grsn, lif, gru, mlp, lstm}; ``lstm`` is RLlib's own."""
     config = (
@@ -48,7 +49,7 @@ def ppo_config(
             train_batch_size=train_batch_size,
             minibatch_size=minibatch_size,
             num_epochs=num_epochs,
-            vf_loss_coeff=0.5,
+            vf_loss_coeff=vf_loss_coeff,
         )
         .debugging(seed=seed)
     )

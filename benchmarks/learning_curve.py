@@ -11,6 +11,7 @@ the repository root:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -26,20 +27,27 @@ from benchmarks.common import MODELS
 
 @ray.remote(num_cpus=1)
 def train_curve(
-    model: str, seed: int, env: str, env_steps: int, hidden: int, max_wall_s: float, out_dir: str
+    model: str,
+    seed: int,
+    env: str,
+    env_steps: int,
+    hidden: int,
+    vf_loss_coeff: float,
+    max_wall_s: float,
+    out_dir: str,
 ) -> dict:
     import torch
 
     torch.set_num_threads(1)  # one core per task, so parallel tasks do not oversubscribe
     from benchmarks.common import ppo_config
 
-    algo = ppo_config(model, env=env, hidden=hidden, seed=seed).build_algo()
+    algo = ppo_config(model, env=env, hidden=hidden, seed=seed, vf_loss_coeff=vf_loss_coeff).build_algo()
     curve = {"model": model, "seed": seed, "steps": [], "returns": [], "wall_s": 0.0, "complete": False}
     start = time.time()
     partial = Path(out_dir) / f"partial_{model}_{seed}.json"
     try:
         while not curve["steps"] or curve["steps"][-1] < env_steps:
-            if time.time() - start > max_wall_s:
+            if curve["steps"] and time.time() - start > max_wall_s:
                 break
             result = algo.train()
             curve["steps"].append(int(result["num_env_steps_sampled_lifetime"]))
@@ -51,6 +59,17 @@ def train_curve(
         algo.stop()
     partial.unlink(missing_ok=True)
     return curve
+
+
+def machine_description() -> str:
+    """CPU model and core count: what a reader needs to compare wall-clock figures."""
+    cpu = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    return f"{cpu}, {os.cpu_count()} cores"
 
 
 def value_at(curve: dict, mark: int) -> float:
@@ -111,6 +130,10 @@ def main() -> None:
     parser.add_argument(
         "--max-wall-s", type=float, default=float("inf"), help="stop each run after this long"
     )
+    parser.add_argument(
+        "--vf-loss-coeff", type=float, default=0.01, help="PPO value-loss weight (all models)"
+    )
+    parser.add_argument("--label", default="", help="suffix of the output file names")
     parser.add_argument("--out-dir", default="benchmarks/results")
     args = parser.parse_args()
 
@@ -120,20 +143,27 @@ def main() -> None:
     try:
         jobs = [
             train_curve.remote(
-                model, seed, args.env, args.env_steps, args.hidden, args.max_wall_s, str(out.resolve())
+                model,
+                seed,
+                args.env,
+                args.env_steps,
+                args.hidden,
+                args.vf_loss_coeff,
+                args.max_wall_s,
+                str(out.resolve()),
             )
             for model in args.models.split(",")
             for seed in range(args.seeds)
         ]
         curves = []
-        stem = f"learning_curve_{args.env.lower().replace('-', '_')}"
+        stem = f"learning_curve_{args.env.lower().replace('-', '_')}{args.label and '_' + args.label}"
         while jobs:
             done, jobs = ray.wait(jobs, num_returns=1)
             curve = ray.get(done[0])
             curves.append(curve)
             # Written after every run, so an interrupted benchmark keeps what finished.
             (out / f"{stem}.json").write_text(
-                json.dumps({"args": vars(args), "machine": platform.node(), "curves": curves}, indent=1)
+                json.dumps({"args": vars(args), "machine": machine_description(), "curves": curves}, indent=1)
             )
             print(
                 f"done {curve['model']} seed {curve['seed']}: final return {curve['returns'][-1]:.1f} "
@@ -143,12 +173,6 @@ def main() -> None:
     finally:
         ray.shutdown()
 
-    out = Path(args.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    stem = f"learning_curve_{args.env.lower().replace('-', '_')}"
-    (out / f"{stem}.json").write_text(
-        json.dumps({"args": vars(args), "machine": platform.node(), "curves": curves}, indent=1)
-    )
     plot(curves, out / f"{stem}.png", f"PPO on {args.env}, hidden {args.hidden}")
     step = max(args.env_steps // 4, 1)
     marks = [int(math.ceil(m / 1000) * 1000) for m in range(step, args.env_steps + 1, step)]

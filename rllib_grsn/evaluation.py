@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 from ray.rllib.algorithms.algorithm_config import AlgorithmConfig
 from ray.rllib.core import DEFAULT_MODULE_ID
+from ray.rllib.env.single_agent_env_runner import SingleAgentEnvRunner
 
 import rllib_grsn.envs  # noqa: F401  (env names used in checkpoints)
 
@@ -25,6 +26,8 @@ class CheckpointError(ValueError):
 
 @dataclass
 class EvaluationSummary:
+    """Returns and lengths of the evaluated episodes."""
+
     env: str
     episodes: int
     returns: list[float]
@@ -68,12 +71,8 @@ def load_checkpoint_config(checkpoint: Path) -> AlgorithmConfig:
     return AlgorithmConfig.from_state(state)
 
 
-def evaluate_checkpoint(
-    checkpoint: Path, *, episodes: int = 10, explore: bool = False, seed: int | None = None
-) -> EvaluationSummary:
-    """Runs ``episodes`` full episodes of the checkpoint's policy and summarises their returns."""
-    from ray.rllib.env.single_agent_env_runner import SingleAgentEnvRunner
-
+def build_evaluation_runner(checkpoint: Path, *, seed: int | None = None) -> SingleAgentEnvRunner:
+    """A local EnvRunner with the checkpoint's env, connectors and the learner's module weights."""
     checkpoint = Path(checkpoint).expanduser().resolve()
     config = load_checkpoint_config(checkpoint)
     if config.is_multi_agent:
@@ -89,17 +88,26 @@ def evaluate_checkpoint(
         raise CheckpointError(f"{checkpoint}: no module weights at {module_dir}")
 
     runner = SingleAgentEnvRunner(config=config)
+    env_runner_dir = checkpoint / "env_runner"
+    if env_runner_dir.is_dir():
+        runner.restore_from_path(env_runner_dir)  # connector state (e.g. observation filters)
+    # The EnvRunner's own copy is not in the checkpoint; the learner's is the trained one.
+    runner.module.restore_from_path(module_dir)
+    return runner
+
+
+def evaluate_checkpoint(
+    checkpoint: Path, *, episodes: int = 10, explore: bool = False, seed: int | None = None
+) -> EvaluationSummary:
+    """Runs ``episodes`` full episodes of the checkpoint's policy and summarises their returns."""
+    runner = build_evaluation_runner(checkpoint, seed=seed)
     try:
-        env_runner_dir = checkpoint / "env_runner"
-        if env_runner_dir.is_dir():
-            runner.restore_from_path(env_runner_dir)  # connector state (e.g. observation filters)
-        runner.module.restore_from_path(module_dir)
         done = runner.sample(num_episodes=episodes, explore=explore, random_actions=False)
     finally:
         runner.stop()
     finished = [ep for ep in done if ep.is_done][:episodes]
     return EvaluationSummary(
-        env=str(config.env),
+        env=str(runner.config.env),
         episodes=len(finished),
         returns=[float(ep.get_return()) for ep in finished],
         lengths=[len(ep) for ep in finished],

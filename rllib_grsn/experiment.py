@@ -64,6 +64,7 @@ class Experiment:
     algo_config: AlgorithmConfig
     checkpoint_freq: int = 0
     checkpoint_at_end: bool = True
+    # The experiment as written (overrides applied), for logging alongside results.
     raw: dict[str, Any] = field(default_factory=dict)
 
     @property

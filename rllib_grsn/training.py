@@ -51,9 +51,9 @@ def run_experiment(
     )
     if resume and tune.Tuner.can_restore(experiment_path):
         print(f"resuming {exp.name} from {experiment_path}")
-        tuner = tune.Tuner.restore(
-            experiment_path, trainable=trainable, param_space=exp.algo_config, resume_errored=True
-        )
+        # The original run's config and settings are restored with it (the CLI warns that new
+        # --stop/--config values are not applied); a param_space would have to match it key for key.
+        tuner = tune.Tuner.restore(experiment_path, trainable=trainable, resume_errored=True)
     else:
         if resume:
             print(f"nothing to resume at {experiment_path}; starting {exp.name} afresh")

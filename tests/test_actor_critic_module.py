@@ -47,11 +47,17 @@ def _replay(module: SpikingActorCriticModule, episode, state: dict | None = None
         return module.forward_exploration(batch)
 
 
-@pytest.fixture(scope="module", params=["grsn", "lif", "gru"])
+@pytest.fixture(
+    scope="module",
+    params=[("grsn", "CartPole-P"), ("lif", "CartPole-P"), ("gru", "CartPole-P"), ("grsn", "Pendulum-P")],
+    ids=lambda p: f"{p[0]}-{p[1]}",
+)
 def sampled(request):
-    runner = _runner(request.param)
+    core, env = request.param
+    runner = _runner(core, env=env)
+    # Pendulum episodes are 200 steps; 3 of them keep the test fast enough.
     episodes = runner.sample(num_episodes=3, explore=True)
-    yield request.param, runner, episodes
+    yield core, runner, episodes
     runner.stop()
 
 

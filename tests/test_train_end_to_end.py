@@ -150,6 +150,34 @@ def test_checkpoint_saved_line_keeps_the_path_on_one_line(trained):
     assert f"checkpoint saved: {checkpoint}" in trained.output
 
 
+def test_evaluation_runner_acts_with_the_trained_weights(trained):
+    """`rllib evaluate` must act with the learner's trained weights, not a fresh initialisation."""
+    import torch
+    from ray.rllib.core.rl_module.rl_module import RLModule
+
+    from rllib_grsn.evaluation import build_evaluation_runner
+
+    checkpoint = _final_checkpoint(trained.output)
+    trained_module = RLModule.from_checkpoint(
+        checkpoint / "learner_group" / "learner" / "rl_module" / "default_policy"
+    )
+    runner = build_evaluation_runner(checkpoint)
+    try:
+        acting = runner.module.state_dict()
+        trained_state = trained_module.state_dict()
+        assert set(acting) <= set(trained_state)
+        for name, tensor in acting.items():
+            torch.testing.assert_close(tensor, trained_state[name], msg=name)
+        fresh = type(runner.module)(
+            observation_space=runner.module.observation_space,
+            action_space=runner.module.action_space,
+            model_config=runner.module.model_config,
+        ).state_dict()
+        assert any(not torch.equal(acting[n], fresh[n]) for n in acting)
+    finally:
+        runner.stop()
+
+
 def test_evaluate_the_checkpoint(trained, rllib, ray_tmp):
     checkpoint = _final_checkpoint(trained.output)
     run = rllib("evaluate", checkpoint, "--episodes", "2", "--seed", "0")

@@ -5,6 +5,9 @@ every episode start (``get_initial_state``), the previous step's ``state_out`` d
 the recorded state at the start of each ``max_seq_len`` training chunk. Cores without state
 (``mlp``, ``*_notap``) make the module stateless, and RLlib then feeds [B, ...] batches with no
 time axis.
+
+Policy and value heads share the encoder and the core (RLlib's ``vf_share_layers=True``): one
+spiking layer per agent, as in the paper's Algorithm 1, so the value loss also trains the core.
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ class SpikingActorCriticModule(TorchRLModule, ValueFunctionAPI):
             # RLlib's per-step eval()/train() round trip.
             self.eval()
 
+    @override(TorchRLModule)
     def train(self, mode: bool = True) -> SpikingActorCriticModule:
         # RLlib calls eval() before and train() after every acting forward pass, and torch walks
         # all submodules each time (measured: ~30% of PPO sampling time on CartPole-P). Nothing
@@ -57,7 +61,9 @@ class SpikingActorCriticModule(TorchRLModule, ValueFunctionAPI):
 
     @override(TorchRLModule)
     def get_initial_state(self) -> dict[str, np.ndarray]:
-        return {key: value.squeeze(0).numpy() for key, value in self.backbone.initial_state(1).items()}
+        # On the CPU: RLlib calls this on the Learner's copy too, which may live on a GPU.
+        state = self.backbone.initial_state(1, device="cpu")
+        return {key: value.squeeze(0).numpy() for key, value in state.items()}
 
     def _features(self, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         obs = batch[Columns.OBS]

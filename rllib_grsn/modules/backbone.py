@@ -77,12 +77,10 @@ class RecurrentBackbone(nn.Module):
         self.shortcut = mlp(obs_size, [cfg.obs_embed])
         self.output_size = self.core.output_size + cfg.obs_embed
 
-    @property
-    def state_keys(self) -> tuple[str, ...]:
-        return tuple(self.core.state_keys)
-
-    def initial_state(self, batch_size: int) -> dict[str, torch.Tensor]:
-        return self.core.initial_state(batch_size)
+    def initial_state(
+        self, batch_size: int, device: torch.device | str | None = None
+    ) -> dict[str, torch.Tensor]:
+        return self.core.initial_state(batch_size, device=device)
 
     def forward(
         self, obs: Any, state: dict[str, torch.Tensor]

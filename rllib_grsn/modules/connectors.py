@@ -21,12 +21,13 @@ class PrevActionReward(PrevActionsPrevRewards):
             return super()._convert_individual_space(obs_space, act_space)
         if not isinstance(act_space, gym.spaces.Box):
             raise ValueError(f"previous actions need a Discrete or Box action space, got {act_space}")
-        low = np.tile(act_space.low.astype(np.float32).ravel(), self.n_prev_actions)
-        high = np.tile(act_space.high.astype(np.float32).ravel(), self.n_prev_actions)
+        # Unbounded: episodes record the policy's raw (unclipped) sample, which may leave the
+        # env's action bounds.
+        size = int(np.prod(act_space.shape)) * self.n_prev_actions
         return gym.spaces.Dict(
             {
                 self.ORIG_OBS_KEY: obs_space,
-                self.PREV_ACTIONS_KEY: gym.spaces.Box(low, high, low.shape, np.float32),
+                self.PREV_ACTIONS_KEY: gym.spaces.Box(-np.inf, np.inf, (size,), np.float32),
                 self.PREV_REWARDS_KEY: gym.spaces.Box(-np.inf, np.inf, (self.n_prev_rewards,), np.float32),
             }
         )

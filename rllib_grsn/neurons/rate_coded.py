@@ -54,6 +54,10 @@ class RateCodedCore(nn.Module):
     def threshold(self) -> float:
         return self.cell.threshold
 
+    @threshold.setter
+    def threshold(self, value: float) -> None:
+        self.cell.threshold = value
+
     @property
     def beta(self) -> Tensor:
         return self.cell.beta
