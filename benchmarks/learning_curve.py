@@ -11,18 +11,16 @@ the repository root:
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import math
 import os
-import platform
 import time
 from pathlib import Path
 
 import numpy as np
 import ray
 
-from benchmarks.common import MODELS
+from benchmarks.common import MODELS, machine_description
 
 
 @ray.remote(num_cpus=1)
@@ -59,17 +57,6 @@ def train_curve(
         algo.stop()
     partial.unlink(missing_ok=True)
     return curve
-
-
-def machine_description() -> str:
-    """CPU model and core count: what a reader needs to compare wall-clock figures."""
-    cpu = platform.processor() or platform.machine()
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    return f"{cpu}, {os.cpu_count()} cores"
 
 
 def value_at(curve: dict, mark: int) -> float:

@@ -8,6 +8,7 @@ see the core's output and a separate observation embedding (the "shortcut").
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import gymnasium as gym
@@ -23,15 +24,28 @@ PREV_ACTIONS = PrevActionsPrevRewards.PREV_ACTIONS_KEY
 PREV_REWARDS = PrevActionsPrevRewards.PREV_REWARDS_KEY
 
 
-def mlp(in_size: int, hiddens: list[int], out_size: int | None = None) -> nn.Sequential:
+class MLP(nn.Module):
+    """Linear layers with ReLU between them (and after the last one unless it is an output layer).
+
+    ReLU is applied functionally rather than as modules: RLlib runs the module once per env step,
+    and every submodule call costs Python overhead there.
+    """
+
+    def __init__(self, in_size: int, hiddens: list[int], out_size: int | None = None):
+        super().__init__()
+        sizes = [in_size, *hiddens]
+        self.hidden = nn.ModuleList(nn.Linear(a, b) for a, b in itertools.pairwise(sizes))
+        self.out = nn.Linear(sizes[-1], out_size) if out_size is not None else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for layer in self.hidden:
+            x = torch.relu(layer(x))
+        return x if self.out is None else self.out(x)
+
+
+def mlp(in_size: int, hiddens: list[int], out_size: int | None = None) -> MLP:
     """ReLU MLP; a final linear layer of ``out_size`` when given."""
-    layers: list[nn.Module] = []
-    for size in hiddens:
-        layers += [nn.Linear(in_size, size), nn.ReLU()]
-        in_size = size
-    if out_size is not None:
-        layers.append(nn.Linear(in_size, out_size))
-    return nn.Sequential(*layers)
+    return MLP(in_size, hiddens, out_size)
 
 
 def _flat_size(space: gym.Space) -> int:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rllib_grsn.neurons.lif import SpikingCell
@@ -76,18 +75,17 @@ class GRSNCell(SpikingCell):
         return torch.sigmoid(logit + (clamped - logit).detach())
 
     def project(self, x: Tensor) -> Tensor:
-        """Eq. 14 for both gates in one matmul: returns ``cat([F(x), J(x)], -1)``, ``[N, 2H]``."""
-        weight = torch.cat((self.forget_gate.weight, self.input_gate.weight), dim=0)
-        bias = torch.cat((self.forget_gate.bias, self.input_gate.bias), dim=0)
-        pre_forget, pre_input = F.linear(x, weight, bias).split(self.hidden_size, dim=-1)
-        return torch.cat((torch.sigmoid(pre_forget), torch.relu(pre_input)), dim=-1)
+        """Eq. 14 for both gates over all rows at once: returns ``cat([F(x), J(x)], -1)``, ``[N, 2H]``."""
+        return torch.cat((torch.sigmoid(self.forget_gate(x)), torch.relu(self.input_gate(x))), dim=-1)
 
     def dynamics(self, proj_t: Tensor, u: Tensor, c: Tensor, beta: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         forget, drive = proj_t.split(self.hidden_size, dim=-1)
-        c = forget * c + (1.0 - forget) * drive  # Eq. 13
-        u = beta * u + (1.0 - beta) * c  # Eq. 1
+        # lerp(a, b, w) = a + w * (b - a) = w * b + (1 - w) * a: one op instead of four, which
+        # matters because this runs once per env step when acting and T times per training chunk.
+        c = torch.lerp(drive, c, forget)  # Eq. 13: F * c_{t-1} + (1 - F) * J
+        u = torch.lerp(c, u, beta)  # Eq. 1: beta * u_hat_{t-1} + (1 - beta) * c_t
         o = atan_spike(u - self.threshold, self.alpha)  # Eq. 4-6
-        u_hat = u - self.threshold * o  # Eq. 12
+        u_hat = torch.add(u, o, alpha=-self.threshold)  # Eq. 12: u_t - theta * o_t
         return o, u_hat, c
 
     def extra_repr(self) -> str:

@@ -206,7 +206,7 @@ class LIFCell(SpikingCell):
 
     def dynamics(self, proj_t: Tensor, u: Tensor, c: Tensor, beta: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         c = proj_t
-        u = beta * u + (1.0 - beta) * c  # Eq. 1
+        u = torch.lerp(c, u, beta)  # Eq. 1: beta * u_hat_{t-1} + (1 - beta) * c_t (one op, see GRSN)
         o = atan_spike(u - self.threshold, self.alpha)  # Eq. 4-6
         u_hat = U_RESET * o + (1.0 - o) * u  # Eq. 3
         return o, u_hat, c
