@@ -107,6 +107,10 @@ BAD_FILES = {
         ["exp.run", "missing", "PPO", "IMPALA"],
     ),
     "unknown_run": (good_with("run: PPO", "run: PPOO"), ["exp.run", "PPOO", "PPO", "APPO", "IMPALA"]),
+    "core_with_an_algorithm_without_spiking_module": (
+        good_with("run: PPO", "run: DQN"),
+        ["exp.config.model_config.core", "DQN", "no spiking RLModule", "PPO"],
+    ),
     "missing_env": ("exp:\n  run: PPO\n", ["exp.env", "missing", *PO_NAMES]),
     "unknown_env": (good_with("env: CartPole-P", "env: CartPole-X"), ["exp.env", "CartPole-X", *PO_NAMES]),
     "unknown_core": (good_with("core: grsn", "core: lstm"), ["model_config.core", "lstm", *CORE_NAMES]),

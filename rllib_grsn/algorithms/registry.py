@@ -14,11 +14,10 @@ _OWN_ALGORITHMS: dict[str, str] = {}
 
 ALGORITHM_NAMES: tuple[str, ...] = tuple(sorted({*RLLIB_ALGORITHMS, *_OWN_ALGORITHMS}))
 
-# Which of our RLModules an algorithm trains when `model_config.core` picks a neuron core.
+# Which of our RLModules an algorithm trains when `model_config.core` picks a neuron core. Only
+# what is tested end to end is listed (APPO would also need RLlib's TargetNetworkAPI).
 _SPIKING_MODULES: dict[str, str] = {
     "PPO": "rllib_grsn.modules.actor_critic:SpikingActorCriticModule",
-    "APPO": "rllib_grsn.modules.actor_critic:SpikingActorCriticModule",
-    "IMPALA": "rllib_grsn.modules.actor_critic:SpikingActorCriticModule",
 }
 
 

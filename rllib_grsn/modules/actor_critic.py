@@ -1,4 +1,4 @@
-"""Stateful actor-critic RLModule on a spiking core, for RLlib's PPO (and APPO/IMPALA).
+"""Stateful actor-critic RLModule on a spiking core, for RLlib's PPO.
 
 State ``{"u", "c"}`` (GRSN, LIF) or ``{"h"}`` (GRU) is carried by RLlib's connectors: zeros at
 every episode start (``get_initial_state``), the previous step's ``state_out`` during rollout, and
