@@ -51,6 +51,7 @@ def ppo_config(
     max_seq_len: int = 32,
     num_env_runners: int = 0,
     vf_loss_coeff: float = 0.01,
+    threshold: float = 1.0,
 ) -> PPOConfig:
     """PPO on ``env`` with ``model`` in {grsn, lif, gru, mlp, lstm}; ``lstm`` is RLlib's own."""
     config = (
@@ -81,7 +82,9 @@ def ppo_config(
             }
         )
     else:
-        model_config = SpikingModelConfig(core=model, hidden=hidden, max_seq_len=max_seq_len).model_dump()
+        model_config = SpikingModelConfig(
+            core=model, hidden=hidden, max_seq_len=max_seq_len, threshold=threshold
+        ).model_dump()
         config.env_runners(env_to_module_connector=prev_action_reward_connector)
         config.rl_module(
             rl_module_spec=RLModuleSpec(module_class=SpikingActorCriticModule, model_config=model_config)

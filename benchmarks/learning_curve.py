@@ -31,6 +31,7 @@ def train_curve(
     env_steps: int,
     hidden: int,
     vf_loss_coeff: float,
+    threshold: float,
     max_wall_s: float,
     out_dir: str,
 ) -> dict:
@@ -39,7 +40,9 @@ def train_curve(
     torch.set_num_threads(1)  # one core per task, so parallel tasks do not oversubscribe
     from benchmarks.common import ppo_config
 
-    algo = ppo_config(model, env=env, hidden=hidden, seed=seed, vf_loss_coeff=vf_loss_coeff).build_algo()
+    algo = ppo_config(
+        model, env=env, hidden=hidden, seed=seed, vf_loss_coeff=vf_loss_coeff, threshold=threshold
+    ).build_algo()
     curve = {"model": model, "seed": seed, "steps": [], "returns": [], "wall_s": 0.0, "complete": False}
     start = time.time()
     partial = Path(out_dir) / f"partial_{model}_{seed}.json"
@@ -120,6 +123,7 @@ def main() -> None:
     parser.add_argument(
         "--vf-loss-coeff", type=float, default=0.01, help="PPO value-loss weight (all models)"
     )
+    parser.add_argument("--threshold", type=float, default=1.0, help="firing threshold of spiking cores")
     parser.add_argument("--label", default="", help="suffix of the output file names")
     parser.add_argument("--out-dir", default="benchmarks/results")
     args = parser.parse_args()
@@ -136,6 +140,7 @@ def main() -> None:
                 args.env_steps,
                 args.hidden,
                 args.vf_loss_coeff,
+                args.threshold,
                 args.max_wall_s,
                 str(out.resolve()),
             )
