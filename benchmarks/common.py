@@ -50,6 +50,7 @@ def ppo_config(
     num_epochs: int = 6,
     max_seq_len: int = 32,
     num_env_runners: int = 0,
+    num_envs_per_env_runner: int = 1,
     vf_loss_coeff: float = 0.01,
     threshold: float = 1.0,
 ) -> PPOConfig:
@@ -57,7 +58,7 @@ def ppo_config(
     config = (
         PPOConfig()
         .environment(env)
-        .env_runners(num_env_runners=num_env_runners)
+        .env_runners(num_env_runners=num_env_runners, num_envs_per_env_runner=num_envs_per_env_runner)
         .training(
             lr=3e-4,
             gamma=0.99,

@@ -22,10 +22,13 @@ import torch
 from benchmarks.common import MODELS, machine_description, ppo_config
 
 
-def measure(models: list[str], *, iterations: int, warmup: int, hidden: int) -> list[dict]:
+def measure(models: list[str], *, iterations: int, warmup: int, hidden: int, num_envs: int = 1) -> list[dict]:
     """Times PPO iterations of every model, interleaved round-robin so that drift in machine
     load (other processes, thermal state) affects all models alike."""
-    algos = {model: ppo_config(model, hidden=hidden).build_algo() for model in models}
+    algos = {
+        model: ppo_config(model, hidden=hidden, num_envs_per_env_runner=num_envs).build_algo()
+        for model in models
+    }
     try:
         lifetime = dict.fromkeys(models, 0)
         for model, algo in algos.items():
@@ -64,21 +67,26 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=1, help="untimed iterations first")
     parser.add_argument("--hidden", type=int, default=128, help="recurrent units (all models)")
     parser.add_argument("--num-cpus", type=int, default=2)
+    parser.add_argument("--num-envs", type=int, default=1, help="vectorised envs on the EnvRunner")
     parser.add_argument("--out", default="benchmarks/results/ppo_throughput.json")
     args = parser.parse_args()
 
     ray.init(num_cpus=args.num_cpus, include_dashboard=False)
     try:
         rows = measure(
-            args.models.split(","), iterations=args.iterations, warmup=args.warmup, hidden=args.hidden
+            args.models.split(","),
+            iterations=args.iterations,
+            warmup=args.warmup,
+            hidden=args.hidden,
+            num_envs=args.num_envs,
         )
     finally:
         ray.shutdown()
 
     base = next((r["env_steps_per_s"] for r in rows if r["model"] == "lstm"), None)
     print(
-        f"\nPPO on CartPole-P, hidden {args.hidden}, {machine_description()}, "
-        f"torch {torch.__version__}, {torch.get_num_threads()} torch threads"
+        f"\nPPO on CartPole-P, hidden {args.hidden}, {args.num_envs} env(s) per EnvRunner, "
+        f"{machine_description()}, torch {torch.__version__}, {torch.get_num_threads()} torch threads"
     )
     print("| model | env steps/s (median) | vs RLlib LSTM | min-max | params |")
     print("|---|---|---|---|---|")
@@ -86,7 +94,7 @@ def main() -> None:
         ratio = f"{r['env_steps_per_s'] / base:.2f}x" if base else "n/a"
         spread = f"{min(r['all_rates']):.0f}-{max(r['all_rates']):.0f}"
         print(f"| {r['model']} | {r['env_steps_per_s']:.0f} | {ratio} | {spread} | {r['params']} |")
-    out = Path(args.out)
+    out = Path(args.out if args.num_envs == 1 else args.out.replace(".json", f"_{args.num_envs}envs.json"))
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"args": vars(args), "machine": machine_description(), "rows": rows}, indent=2))
     print(f"wrote {out}")
