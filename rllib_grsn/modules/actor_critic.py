@@ -22,7 +22,7 @@ from ray.rllib.core.rl_module.apis.value_function_api import ValueFunctionAPI
 from ray.rllib.core.rl_module.torch import TorchRLModule
 from ray.rllib.utils.annotations import override
 
-from rllib_grsn.modules.backbone import RecurrentBackbone, mlp
+from rllib_grsn.modules.backbone import MLP, RecurrentBackbone
 from rllib_grsn.modules.model_config import SpikingModelConfig
 
 
@@ -43,8 +43,8 @@ class SpikingActorCriticModule(TorchRLModule, ValueFunctionAPI):
         self.spiking_config = SpikingModelConfig.from_model_config(self.model_config or {})
         self.backbone = RecurrentBackbone(self.observation_space, self.spiking_config)
         heads = self.spiking_config.head_hiddens
-        self.pi_head = mlp(self.backbone.output_size, heads, action_dist_input_size(self.action_space))
-        self.vf_head = mlp(self.backbone.output_size, heads, 1)
+        self.pi_head = MLP(self.backbone.output_size, heads, action_dist_input_size(self.action_space))
+        self.vf_head = MLP(self.backbone.output_size, heads, 1)
         if self.inference_only:
             # EnvRunner copies only act; starting them in eval mode lets `train()` below skip
             # RLlib's per-step eval()/train() round trip.

@@ -43,11 +43,6 @@ class MLP(nn.Module):
         return x if self.out is None else self.out(x)
 
 
-def mlp(in_size: int, hiddens: list[int], out_size: int | None = None) -> MLP:
-    """ReLU MLP; a final linear layer of ``out_size`` when given."""
-    return MLP(in_size, hiddens, out_size)
-
-
 def _flat_size(space: gym.Space) -> int:
     return int(gym.spaces.flatdim(space))
 
@@ -71,9 +66,9 @@ class RecurrentBackbone(nn.Module):
         else:
             obs_size, action_size, reward_size = _flat_size(observation_space), 0, 0
 
-        self.obs_embed = mlp(obs_size, [cfg.obs_embed])
-        self.action_embed = mlp(action_size, [cfg.action_embed]) if action_size and cfg.action_embed else None
-        self.reward_embed = mlp(reward_size, [cfg.reward_embed]) if reward_size and cfg.reward_embed else None
+        self.obs_embed = MLP(obs_size, [cfg.obs_embed])
+        self.action_embed = MLP(action_size, [cfg.action_embed]) if action_size and cfg.action_embed else None
+        self.reward_embed = MLP(reward_size, [cfg.reward_embed]) if reward_size and cfg.reward_embed else None
         core_in = (
             cfg.obs_embed
             + (cfg.action_embed if self.action_embed is not None else 0)
@@ -88,7 +83,7 @@ class RecurrentBackbone(nn.Module):
             alpha=cfg.alpha,
             time_steps=cfg.time_steps,
         )
-        self.shortcut = mlp(obs_size, [cfg.obs_embed])
+        self.shortcut = MLP(obs_size, [cfg.obs_embed])
         self.output_size = self.core.output_size + cfg.obs_embed
 
     def initial_state(
@@ -100,17 +95,12 @@ class RecurrentBackbone(nn.Module):
         self, obs: Any, state: dict[str, torch.Tensor]
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """``obs`` leaves are [B, T, ...]; returns features [B, T, F] and the state after step T."""
-        if isinstance(obs, dict):
-            o = obs[ORIG_OBS]
-            parts = [self.obs_embed(o.flatten(2).float())]
-            if self.action_embed is not None:
-                parts.append(self.action_embed(obs[PREV_ACTIONS].flatten(2).float()))
-            if self.reward_embed is not None:
-                parts.append(self.reward_embed(obs[PREV_REWARDS].flatten(2).float()))
-        else:
-            o = obs
-            parts = [self.obs_embed(o.flatten(2).float())]
-        x = torch.cat(parts, dim=-1)
-        out, state_out = self.core.unroll(x, state)
-        features = torch.cat([out, self.shortcut(o.flatten(2).float())], dim=-1)
+        o = (obs[ORIG_OBS] if isinstance(obs, dict) else obs).flatten(2).float()
+        parts = [self.obs_embed(o)]
+        if self.action_embed is not None:
+            parts.append(self.action_embed(obs[PREV_ACTIONS].flatten(2).float()))
+        if self.reward_embed is not None:
+            parts.append(self.reward_embed(obs[PREV_REWARDS].flatten(2).float()))
+        out, state_out = self.core.unroll(torch.cat(parts, dim=-1), state)
+        features = torch.cat([out, self.shortcut(o)], dim=-1)
         return features, state_out
