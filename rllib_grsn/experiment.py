@@ -406,4 +406,11 @@ def _build_algo_config(
     except Exception as err:  # RLlib's own setters reject some values; report them as config problems
         problems.append(f"{name}.config: {type(err).__name__}: {err}")
         return None
+    # Algorithms of this package check their own settings (ranges, allowed values) without Ray.
+    own_errors = getattr(config, "off_policy_errors", None)
+    if own_errors is not None:
+        errors = own_errors()
+        problems += [f"{name}.config.{e}" for e in errors]
+        if errors:
+            return None
     return config

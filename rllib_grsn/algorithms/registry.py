@@ -10,7 +10,10 @@ from ray.rllib.algorithms.registry import ALGORITHMS as RLLIB_ALGORITHMS
 from ray.rllib.core.rl_module.rl_module import RLModule
 
 # Algorithms of this package, name -> "module:Class" (filled in as algorithms land).
-_OWN_ALGORITHMS: dict[str, str] = {}
+_OWN_ALGORITHMS: dict[str, str] = {
+    "TD3": "rllib_grsn.algorithms.off_policy.algorithm:TD3",
+    "RecurrentSAC": "rllib_grsn.algorithms.off_policy.algorithm:RecurrentSAC",
+}
 
 ALGORITHM_NAMES: tuple[str, ...] = tuple(sorted({*RLLIB_ALGORITHMS, *_OWN_ALGORITHMS}))
 
@@ -18,6 +21,8 @@ ALGORITHM_NAMES: tuple[str, ...] = tuple(sorted({*RLLIB_ALGORITHMS, *_OWN_ALGORI
 # what is tested end to end is listed (APPO would also need RLlib's TargetNetworkAPI).
 _SPIKING_MODULES: dict[str, str] = {
     "PPO": "rllib_grsn.modules.actor_critic:SpikingActorCriticModule",
+    "TD3": "rllib_grsn.modules.twin_q:SpikingTD3Module",
+    "RecurrentSAC": "rllib_grsn.modules.twin_q:SpikingSACModule",
 }
 
 

@@ -1,0 +1,158 @@
+"""Recurrent TD3 and SAC as RLlib Algorithms (new API stack).
+
+One ``training_step``: the EnvRunners act ``rollout_fragment_length`` steps (states carried by RLlib's
+connectors, one neuron update per env step), the episodes go into a :class:`SequenceReplayBuffer`,
+then ``num_updates_per_env_step`` gradient steps per sampled env step each train on a fresh batch of
+windows, and the new weights go back to the EnvRunners. RLlib's ``Algorithm.train`` repeats this
+until ``min_sample_timesteps_per_iteration`` env steps make one iteration (and runs evaluation per
+``evaluation_interval``). The replay buffer is saved with every checkpoint (``store_buffer_in_checkpoints``),
+so a resumed run continues on the same data.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from ray.rllib.algorithms.algorithm import Algorithm
+from ray.rllib.core import DEFAULT_MODULE_ID
+from ray.rllib.core.columns import Columns
+from ray.rllib.execution.rollout_ops import synchronous_parallel_sample
+from ray.rllib.policy.sample_batch import MultiAgentBatch, SampleBatch
+from ray.rllib.utils.annotations import override
+from ray.rllib.utils.metrics import (
+    ALL_MODULES,
+    ENV_RUNNER_RESULTS,
+    ENV_RUNNER_SAMPLING_TIMER,
+    LEARNER_RESULTS,
+    LEARNER_UPDATE_TIMER,
+    NUM_ENV_STEPS_SAMPLED_LIFETIME,
+    REPLAY_BUFFER_ADD_DATA_TIMER,
+    REPLAY_BUFFER_SAMPLE_TIMER,
+    SYNCH_WORKER_WEIGHTS_TIMER,
+    TIMERS,
+)
+
+from rllib_grsn.algorithms.off_policy.config import RecurrentOffPolicyConfig, RecurrentSACConfig, TD3Config
+from rllib_grsn.algorithms.replay import SequenceReplayBuffer
+
+REPLAY_STATE_KEY = "sequence_replay_buffer"
+UPDATE_CREDIT_KEY = "update_credit"
+
+# SequenceReplayBuffer's keys -> RLlib's column names in the train batch.
+_BATCH_COLUMNS = {
+    "obs": Columns.OBS,
+    "next_obs": Columns.NEXT_OBS,
+    "actions": Columns.ACTIONS,
+    "rewards": Columns.REWARDS,
+    "terminateds": Columns.TERMINATEDS,
+    "loss_mask": Columns.LOSS_MASK,
+    "state_in": Columns.STATE_IN,
+}
+
+
+class RecurrentOffPolicy(Algorithm):
+    """Shared training loop of :class:`TD3` and :class:`RecurrentSAC`."""
+
+    config: RecurrentOffPolicyConfig
+
+    @override(Algorithm)
+    def setup(self, config: RecurrentOffPolicyConfig) -> None:
+        super().setup(config)
+        initial_state = None
+        module = getattr(self.env_runner, "module", None) if self.env_runner is not None else None
+        if module is not None and module.is_stateful():
+            initial_state = module.get_initial_state()
+        self.replay_buffer = SequenceReplayBuffer(
+            capacity=self.config.replay_capacity, seed=self.config.seed, initial_state=initial_state
+        )
+        # Fractional updates carried over between steps (num_updates_per_env_step need not be an integer).
+        self._update_credit = 0.0
+
+    @override(Algorithm)
+    def training_step(self) -> None:
+        cfg = self.config
+        with self.metrics.log_time((TIMERS, ENV_RUNNER_SAMPLING_TIMER)):
+            episodes, env_runner_results = synchronous_parallel_sample(
+                worker_set=self.env_runner_group,
+                concat=True,
+                sample_timeout_s=cfg.sample_timeout_s,
+                _uses_new_env_runners=True,
+                _return_metrics=True,
+            )
+        self.metrics.aggregate(env_runner_results, key=ENV_RUNNER_RESULTS)
+        with self.metrics.log_time((TIMERS, REPLAY_BUFFER_ADD_DATA_TIMER)):
+            self.replay_buffer.add(episodes)
+
+        sampled_lifetime = self.metrics.peek((ENV_RUNNER_RESULTS, NUM_ENV_STEPS_SAMPLED_LIFETIME), default=0)
+        if sampled_lifetime < cfg.num_steps_sampled_before_learning_starts:
+            return
+        self._update_credit += sum(len(eps) for eps in episodes) * cfg.num_updates_per_env_step
+        num_updates = int(self._update_credit)
+        self._update_credit -= num_updates
+        if num_updates == 0:
+            return
+
+        for _ in range(num_updates):
+            with self.metrics.log_time((TIMERS, REPLAY_BUFFER_SAMPLE_TIMER)):
+                batch = self.sample_train_batch()
+            with self.metrics.log_time((TIMERS, LEARNER_UPDATE_TIMER)):
+                learner_results = self.learner_group.update(
+                    batch=batch, timesteps={NUM_ENV_STEPS_SAMPLED_LIFETIME: sampled_lifetime}
+                )
+            self.metrics.aggregate(learner_results, key=LEARNER_RESULTS)
+
+        with self.metrics.log_time((TIMERS, SYNCH_WORKER_WEIGHTS_TIMER)):
+            self.env_runner_group.sync_weights(
+                from_worker_or_learner_group=self.learner_group,
+                policies=list(set(learner_results[0]) - {ALL_MODULES}),
+                inference_only=True,
+            )
+
+    def sample_train_batch(self) -> MultiAgentBatch:
+        """``train_batch_size_per_learner`` windows from the replay, as RLlib columns."""
+        cfg = self.config
+        windows = self.replay_buffer.sample(
+            cfg.train_batch_size_per_learner,
+            seq_len=cfg.window_length,
+            burn_in=cfg.burn_in,
+            start_state=cfg.replay_start_state,
+        )
+        columns = {column: windows[key] for key, column in _BATCH_COLUMNS.items()}
+        if not columns[Columns.STATE_IN]:
+            del columns[Columns.STATE_IN]  # stateless core
+        env_steps = int(np.sum(windows["seq_lens"]))
+        return MultiAgentBatch({DEFAULT_MODULE_ID: SampleBatch(columns)}, env_steps=env_steps)
+
+    @override(Algorithm)
+    def get_state(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        state = super().get_state(*args, **kwargs)
+        if self.config.store_buffer_in_checkpoints:
+            state[REPLAY_STATE_KEY] = self.replay_buffer.get_state()
+        state[UPDATE_CREDIT_KEY] = self._update_credit
+        return state
+
+    @override(Algorithm)
+    def set_state(self, state: dict[str, Any]) -> None:
+        super().set_state(state)
+        if REPLAY_STATE_KEY in state:
+            self.replay_buffer.set_state(state[REPLAY_STATE_KEY])
+        self._update_credit = float(state.get(UPDATE_CREDIT_KEY, self._update_credit))
+
+
+class TD3(RecurrentOffPolicy):
+    """Recurrent TD3 (Fujimoto et al. 2018) for continuous actions; registered as ``TD3``."""
+
+    @classmethod
+    @override(Algorithm)
+    def get_default_config(cls) -> TD3Config:
+        return TD3Config(cls)
+
+
+class RecurrentSAC(RecurrentOffPolicy):
+    """Recurrent SAC, discrete or continuous; registered as ``RecurrentSAC``."""
+
+    @classmethod
+    @override(Algorithm)
+    def get_default_config(cls) -> RecurrentSACConfig:
+        return RecurrentSACConfig(cls)

@@ -1,0 +1,259 @@
+"""Learners of recurrent TD3 and SAC: unroll actor and critics over replayed windows, step each
+network with its own optimiser, soft-update the targets.
+
+A batch holds ``B`` windows of ``T`` steps from :class:`SequenceReplayBuffer`: ``obs`` o_s..o_{s+T-1},
+``new_obs`` o_{s+1}..o_{s+T}, actions, rewards, terminateds, ``loss_mask`` and the start state.
+As in pomdp-baselines, every network is unrolled once over the ``T + 1`` observations
+``o_s, o_{s+1}, .., o_{s+T}`` from the start state: outputs at ``:T`` are the current step's and
+outputs at ``1:`` the next step's, so the TD target at step t uses the recurrent state that has
+seen the whole window up to t+1. (The previous action and reward ride inside each observation,
+written there by the PrevActionReward connector while acting.)
+
+The maths is in :mod:`rllib_grsn.algorithms.losses`; this file wires it to RLlib's Learner:
+optimisers registered per network (``critic``, ``actor``, SAC's ``alpha``), gradients taken with
+``torch.autograd.grad`` per loss so no loss leaks into another network's parameters, and
+RLlib's ``apply_gradients`` / ``postprocess_gradients`` (``grad_clip``) doing the steps.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import tree
+from ray.rllib.core.columns import Columns
+from ray.rllib.core.learner.torch.torch_learner import TorchLearner
+from ray.rllib.core.rl_module.apis import TargetNetworkAPI
+from ray.rllib.utils.annotations import override
+from ray.rllib.utils.typing import ModuleID
+from torch import Tensor
+
+from rllib_grsn.algorithms import losses as L
+from rllib_grsn.algorithms.off_policy.config import RecurrentOffPolicyConfig, RecurrentSACConfig, TD3Config
+from rllib_grsn.modules.twin_q import RecurrentTwinQModule, SpikingSACModule, SpikingTD3Module
+
+LOSS_MASK = Columns.LOSS_MASK
+
+
+def _extend(obs: Any, next_obs: Any) -> Any:
+    """``[o_s, next_obs...]``: the window's T+1 observations (leaves [B, T+1, ...])."""
+    return tree.map_structure(lambda o, n: torch.cat([o[:, :1], n], dim=1), obs, next_obs)
+
+
+def _start_state(batch: dict[str, Any], part: str) -> dict[str, Tensor]:
+    state = batch.get(Columns.STATE_IN)
+    return dict(state[part]) if state else {}
+
+
+class RecurrentOffPolicyLearner(TorchLearner):
+    """Shared update loop; subclasses return the losses of one gradient step."""
+
+    @override(TorchLearner)
+    def build(self) -> None:
+        super().build()
+        # Target networks exist only on the learner's copy (EnvRunners act with the online actor).
+        self.module.foreach_module(
+            lambda _, module: module.make_target_networks() if isinstance(module, TargetNetworkAPI) else None
+        )
+        self.num_gradient_steps = 0
+
+    @override(TorchLearner)
+    def configure_optimizers_for_module(
+        self, module_id: ModuleID, config: RecurrentOffPolicyConfig = None
+    ) -> None:
+        module = self._off_policy_module(module_id)
+        for name, params, lr in self._optimizer_groups(module, config):
+            self.register_optimizer(
+                module_id=module_id,
+                optimizer_name=name,
+                optimizer=torch.optim.Adam(params),
+                params=params,
+                lr_or_lr_schedule=lr,
+            )
+
+    def _optimizer_groups(
+        self, module: RecurrentTwinQModule, config: RecurrentOffPolicyConfig
+    ) -> list[tuple[str, list[torch.nn.Parameter], float]]:
+        return [
+            ("critic", module.critic_parameters(), config.critic_lr),
+            ("actor", module.actor_parameters(), config.actor_lr),
+        ]
+
+    def _off_policy_module(self, module_id: ModuleID) -> Any:
+        module = self.module[module_id].unwrapped()
+        if not isinstance(module, RecurrentTwinQModule):
+            raise TypeError(
+                f"{type(self).__name__} trains RecurrentTwinQModule subclasses, got {type(module).__name__} "
+                f"for module {module_id!r}"
+            )
+        return module
+
+    @override(TorchLearner)
+    def _uncompiled_update(self, batch: dict[str, Any], **kwargs) -> tuple[dict, dict, dict]:
+        for optim in self._optimizer_parameters:
+            optim.zero_grad(set_to_none=True)
+        gradients: dict[Any, Tensor] = {}
+        loss_per_module: dict[ModuleID, Tensor] = {}
+        soft_update_targets = False
+        for module_id, module_batch in batch.items():
+            module = self._off_policy_module(module_id)
+            config = self.config.get_config_for_module(module_id)
+            terms, params_of, update_targets = self.compute_off_policy_losses(
+                module_id, module, config, module_batch
+            )
+            soft_update_targets |= update_targets
+            for name, loss in terms.items():
+                params = params_of.get(name)
+                if params is None:
+                    continue
+                grads = torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True)
+                for param, grad in zip(params, grads, strict=True):
+                    if grad is not None:
+                        gradients[self.get_param_ref(param)] = grad
+                self.metrics.log_value((module_id, name), loss.detach(), window=1)
+            loss_per_module[module_id] = sum(terms.values())
+        self.apply_gradients(self.postprocess_gradients(gradients))
+        if soft_update_targets:
+            for module_id in batch:
+                module = self._off_policy_module(module_id)
+                tau = self.config.get_config_for_module(module_id).tau
+                for source, target in module.get_target_network_pairs():
+                    L.soft_update_(target, source, tau)
+        self.num_gradient_steps += 1
+        return {}, loss_per_module, {}
+
+    @override(TorchLearner)
+    def compute_loss_for_module(
+        self, *, module_id: ModuleID, config: Any, batch: dict, fwd_out: dict
+    ) -> Tensor:
+        # RLlib's one-loss-per-module path is not used: each network has its own loss and optimiser,
+        # computed in `compute_off_policy_losses` and differentiated separately in `_uncompiled_update`.
+        raise NotImplementedError(f"{type(self).__name__} computes its losses in compute_off_policy_losses")
+
+    def compute_off_policy_losses(
+        self, module_id: ModuleID, module: Any, config: Any, batch: dict[str, Any]
+    ) -> tuple[dict[str, Tensor], dict[str, list[torch.nn.Parameter]], bool]:
+        """``(losses by name, parameters each loss trains, whether to soft-update targets now)``."""
+        raise NotImplementedError
+
+    # ----------------------------------------------------------------- helpers
+
+    def _critic_pass(
+        self, module: RecurrentTwinQModule, batch: dict[str, Any]
+    ) -> tuple[Any, Tensor, Tensor, Tensor]:
+        """Extended observations, online critic features [B, T+1, F], target ones, and the mask."""
+        ext = _extend(batch[Columns.OBS], batch[Columns.NEXT_OBS])
+        state = _start_state(batch, "critic")
+        features = module.unroll_critic(ext, state)
+        with torch.no_grad():
+            target_features = module.unroll_critic(ext, state, target=True)
+        return ext, features, target_features, batch[LOSS_MASK]
+
+    @staticmethod
+    def _rewards_and_dones(batch: dict[str, Any]) -> tuple[Tensor, Tensor]:
+        return batch[Columns.REWARDS].float(), batch[Columns.TERMINATEDS].float()
+
+
+class TD3Learner(RecurrentOffPolicyLearner):
+    """Recurrent TD3: clipped double Q, target policy smoothing, delayed actor and target updates."""
+
+    def compute_off_policy_losses(
+        self, module_id: ModuleID, module: SpikingTD3Module, config: TD3Config, batch: dict[str, Any]
+    ) -> tuple[dict[str, Tensor], dict[str, list[torch.nn.Parameter]], bool]:
+        ext, h, h_target, mask = self._critic_pass(module, batch)
+        rewards, dones = self._rewards_and_dones(batch)
+        actor_state = _start_state(batch, "actor")
+        with torch.no_grad():
+            next_action = module.policy_action(module.unroll_actor(ext, actor_state, target=True))[:, 1:]
+            next_action = L.smoothed_target_action(
+                next_action,
+                noise_std=config.target_noise,
+                noise_clip=config.target_noise_clip,
+                low=-1.0,
+                high=1.0,
+            )
+            q1_next, q2_next = module.q_values(h_target[:, 1:], next_action, target=True)
+            target = L.td_target(rewards, dones, L.clipped_double_q(q1_next, q2_next), config.gamma)
+        q1, q2 = module.q_values(h[:, :-1], batch[Columns.ACTIONS].float())
+        terms = {"critic_loss": L.critic_loss(q1, q2, target, mask)}
+        params = {"critic_loss": module.critic_parameters()}
+        self.metrics.log_value((module_id, "q_mean"), L.masked_mean(q1.detach(), mask), window=1)
+
+        actor_step = self.num_gradient_steps % config.policy_delay == 0
+        if actor_step:
+            action = module.policy_action(module.unroll_actor(batch[Columns.OBS], actor_state))
+            q1_pi, _ = module.q_values(h[:, :-1].detach(), action)
+            terms["actor_loss"] = L.td3_actor_loss(q1_pi, mask)
+            params["actor_loss"] = module.actor_parameters()
+        return terms, params, actor_step
+
+
+class SACLearner(RecurrentOffPolicyLearner):
+    """Recurrent SAC: discrete (exact expectations over actions) or continuous (reparameterised)."""
+
+    @override(RecurrentOffPolicyLearner)
+    def _optimizer_groups(self, module: SpikingSACModule, config: RecurrentSACConfig) -> list:
+        return [*super()._optimizer_groups(module, config), ("alpha", [module.log_alpha], config.alpha_lr)]
+
+    @staticmethod
+    def target_entropy(module: SpikingSACModule, config: RecurrentSACConfig) -> float:
+        if config.target_entropy != "auto":
+            return float(config.target_entropy)
+        if module.discrete:
+            return L.discrete_target_entropy(module.action_dim, config.target_entropy_scale)
+        return L.continuous_target_entropy(module.action_dim)
+
+    def compute_off_policy_losses(
+        self, module_id: ModuleID, module: SpikingSACModule, config: RecurrentSACConfig, batch: dict[str, Any]
+    ) -> tuple[dict[str, Tensor], dict[str, list[torch.nn.Parameter]], bool]:
+        ext, h, h_target, mask = self._critic_pass(module, batch)
+        rewards, dones = self._rewards_and_dones(batch)
+        head = module.unroll_actor(ext, _start_state(batch, "actor"))  # [B, T+1, P]
+        alpha = module.log_alpha.exp().detach()
+        target_entropy = self.target_entropy(module, config)
+
+        if module.discrete:
+            probs, log_probs = module.policy_distribution(head)
+            with torch.no_grad():
+                q1_next, q2_next = module.q_values(h_target[:, 1:], target=True)
+                next_value = L.sac_discrete_next_value(
+                    probs[:, 1:], log_probs[:, 1:], q1_next, q2_next, alpha
+                )
+                target = L.td_target(rewards, dones, next_value, config.gamma)
+            q1_all, q2_all = module.q_values(h[:, :-1])
+            taken = batch[Columns.ACTIONS].long().unsqueeze(-1)
+            q1, q2 = q1_all.gather(-1, taken).squeeze(-1), q2_all.gather(-1, taken).squeeze(-1)
+            actor_loss = L.sac_discrete_actor_loss(
+                probs[:, :-1], log_probs[:, :-1], q1_all.detach(), q2_all.detach(), alpha, mask
+            )
+            entropy = L.discrete_entropy(probs[:, :-1], log_probs[:, :-1])
+            temperature_loss = L.alpha_loss(module.log_alpha, entropy, target_entropy, mask, discrete=True)
+        else:
+            mean, log_std = module.policy_distribution(head)
+            action, log_prob = L.squashed_gaussian(mean, log_std)
+            with torch.no_grad():
+                q1_next, q2_next = module.q_values(h_target[:, 1:], action[:, 1:], target=True)
+                next_value = L.sac_continuous_next_value(q1_next, q2_next, log_prob[:, 1:], alpha)
+                target = L.td_target(rewards, dones, next_value, config.gamma)
+            q1, q2 = module.q_values(h[:, :-1], batch[Columns.ACTIONS].float())
+            q1_pi, q2_pi = module.q_values(h[:, :-1].detach(), action[:, :-1])
+            actor_loss = L.sac_continuous_actor_loss(q1_pi, q2_pi, log_prob[:, :-1], alpha, mask)
+            entropy = -log_prob[:, :-1].detach()
+            temperature_loss = L.alpha_loss(
+                module.log_alpha, log_prob[:, :-1], target_entropy, mask, discrete=False
+            )
+
+        self.metrics.log_value((module_id, "alpha"), alpha, window=1)
+        self.metrics.log_value((module_id, "entropy"), L.masked_mean(entropy.detach(), mask), window=1)
+        self.metrics.log_value((module_id, "q_mean"), L.masked_mean(q1.detach(), mask), window=1)
+        terms = {
+            "critic_loss": L.critic_loss(q1, q2, target, mask),
+            "actor_loss": actor_loss,
+            "alpha_loss": temperature_loss,
+        }
+        params = {
+            "critic_loss": module.critic_parameters(),
+            "actor_loss": module.actor_parameters(),
+            "alpha_loss": [module.log_alpha] if config.alpha_lr > 0 else None,
+        }
+        return terms, {k: v for k, v in params.items() if v is not None}, True
