@@ -12,9 +12,11 @@ mean +- std over seeds next to the paper's number. Run from the repository root:
     # 1-seed smoke version for 2 cores: a tenth of each budget
     .venv/bin/python -m benchmarks.reproduce_table1 --smoke
 
-Each trial is one Tune trial on one CPU (torch pinned to one thread). Tune keeps every trial's
-results under ``--storage-path``; ``--resume`` continues an interrupted grid there (finished trials
-are kept, unfinished ones start again). ``--out`` gets every trial's evaluation curve and the table.
+Each trial is one Tune trial on one CPU (torch pinned to one thread) and writes its record (the
+evaluation curve) after every iteration to ``<out>_trials/``. Running the same command again skips
+trials whose record is complete, so an interrupted grid resumes where it stopped (an unfinished
+trial starts again); ``--report-only`` prints the table from the records. ``--out`` gets the table
+and every record.
 """
 
 from __future__ import annotations
@@ -68,97 +70,108 @@ def _nested(result: dict[str, Any], keys: tuple[str, ...]) -> Any:
     return result
 
 
+def trial_path(trials_dir: Path, task: str, core: str, seed: int) -> Path:
+    return trials_dir / f"{tuned_example(task, core).stem}_seed{seed}.json"
+
+
 def train_cell(config: dict[str, Any]) -> None:
-    """Tune function trainable: one tuned_examples file, one seed, evaluation return per iteration."""
+    """Tune function trainable: one tuned example, one seed; writes its evaluation curve after every
+    iteration to ``trials_dir`` (so an interrupted grid keeps every finished iteration)."""
     import torch
     from ray import tune
 
     torch.set_num_threads(1)  # one core per trial, so parallel trials do not oversubscribe
-    from rllib_grsn.experiment import load_experiments
+    from rllib_grsn.experiment import deep_merge, load_experiments
 
-    overrides = {"seed": int(config["seed"])}
-    (experiment,) = load_experiments(config["file"], config=overrides)
+    task, core, seed = config["cell"]["task"], config["cell"]["core"], int(config["cell"]["seed"])
+    overrides = deep_merge(config.get("overrides") or {}, {"seed": seed})
+    (experiment,) = load_experiments(tuned_example(task, core), config=overrides)
     steps = int(experiment.stop["num_env_steps_sampled_lifetime"] * config["steps_scale"])
+    record = {
+        "task": task,
+        "core": core,
+        "algorithm": TASK_ALGO[task],
+        "seed": seed,
+        "target_env_steps": steps,
+        "env_steps": [],
+        "eval_returns": [],
+        "final_eval_return": None,
+        "complete": False,
+        "wall_s": 0.0,
+    }
+    path = trial_path(Path(config["trials_dir"]), task, core, seed)
+    start = time.time()
     algo = experiment.algo_config.build_algo()
     try:
-        sampled = 0
-        while sampled < steps:
+        while not record["env_steps"] or record["env_steps"][-1] < steps:
             result = algo.train()
-            sampled = int(result["num_env_steps_sampled_lifetime"])
             eval_return = _nested(result, EVAL_RETURN)
-            tune.report(
-                {
-                    "env_steps": sampled,
-                    "eval_return": float("nan") if eval_return is None else float(eval_return),
-                    "train_return": float(result["env_runners"].get("episode_return_mean", float("nan"))),
-                    "done_steps": steps,
-                }
-            )
+            eval_return = float("nan") if eval_return is None else float(eval_return)
+            record["env_steps"].append(int(result["num_env_steps_sampled_lifetime"]))
+            record["eval_returns"].append(eval_return)
+            record["final_eval_return"] = eval_return
+            record["complete"] = record["env_steps"][-1] >= steps
+            record["wall_s"] = round(time.time() - start, 1)
+            path.write_text(json.dumps(record))
+            tune.report({"env_steps": record["env_steps"][-1], "eval_return": eval_return})
     finally:
         algo.stop()
 
 
-def run_grid(args: argparse.Namespace) -> list[dict[str, Any]]:
+def run_grid(args: argparse.Namespace) -> None:
     import ray
     from ray import tune
 
     cells = [(task, core) for task in args.tasks for core in args.cores]
-    missing = [str(tuned_example(t, c)) for t, c in cells if not tuned_example(t, c).is_file()]
-    if missing:
-        raise SystemExit(f"missing tuned examples: {', '.join(missing)}")
+    args.trials_dir.mkdir(parents=True, exist_ok=True)
+    # Seed-major order: with fewer CPUs than trials, whole seeds of the table finish first.
+    grid = [
+        {"task": t, "core": c, "seed": seed}
+        for seed in args.seed_list
+        for t, c in cells
+        if args.rerun or not _complete(trial_path(args.trials_dir, t, c, seed))
+    ]
+    if not grid:
+        print(f"every requested trial already has a complete record in {args.trials_dir}")
+        return
     ray.init(num_cpus=args.num_cpus, include_dashboard=False, log_to_driver=False)
     try:
         storage = str(Path(args.storage_path).resolve())
-        name = "reproduce_table1"
-        trainable = tune.with_resources(train_cell, {"cpu": 1})
-        if args.resume and tune.Tuner.can_restore(os.path.join(storage, name)):
-            tuner = tune.Tuner.restore(os.path.join(storage, name), trainable=trainable, resume_errored=True)
-        else:
-            param_space = {
-                "file": tune.grid_search([str(tuned_example(t, c)) for t, c in cells]),
-                "seed": tune.grid_search(list(range(args.seeds))),
+        tuner = tune.Tuner(
+            tune.with_resources(train_cell, {"cpu": 1}),
+            param_space={
+                "cell": tune.grid_search(grid),
                 "steps_scale": args.steps_scale,
-            }
-            tuner = tune.Tuner(
-                trainable,
-                param_space=param_space,
-                tune_config=tune.TuneConfig(max_concurrent_trials=args.num_cpus),
-                run_config=tune.RunConfig(
-                    name=name,
-                    storage_path=storage,
-                    verbose=0,
-                    callbacks=[TrialProgress(len(cells) * args.seeds)],
-                ),
-            )
-        results = tuner.fit()
+                "overrides": args.config,
+                "trials_dir": str(args.trials_dir.resolve()),
+            },
+            tune_config=tune.TuneConfig(max_concurrent_trials=args.num_cpus),
+            run_config=tune.RunConfig(
+                name="reproduce_table1", storage_path=storage, verbose=0, callbacks=[TrialProgress(len(grid))]
+            ),
+        )
+        tuner.fit()
     finally:
         ray.shutdown()
+
+
+def _complete(path: Path) -> bool:
+    try:
+        return bool(json.loads(path.read_text()).get("complete"))
+    except (OSError, ValueError):
+        return False
+
+
+def collect(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """The requested trials' records (complete or not) from ``trials_dir``."""
     rows = []
-    for res in results:
-        if res.config is None:
-            continue
-        history = res.metrics_dataframe
-        rows.append(_row(res.config, history, res.error))
+    for seed in args.seed_list:
+        for task in args.tasks:
+            for core in args.cores:
+                path = trial_path(args.trials_dir, task, core, seed)
+                if path.is_file():
+                    rows.append(json.loads(path.read_text()))
     return rows
-
-
-def _row(config: dict[str, Any], history: Any, error: Any) -> dict[str, Any]:
-    stem = Path(config["file"]).stem  # e.g. cartpole_v_grsn_sac
-    task = "_".join(stem.split("_")[:2])
-    core = stem.split("_")[2]
-    curve_steps = [] if history is None else [int(x) for x in history["env_steps"]]
-    curve = [] if history is None else [float(x) for x in history["eval_return"]]
-    return {
-        "task": task,
-        "core": core,
-        "algorithm": TASK_ALGO[task],
-        "seed": int(config["seed"]),
-        "env_steps": curve_steps,
-        "eval_returns": curve,
-        "final_eval_return": curve[-1] if curve else None,
-        "complete": bool(curve_steps) and curve_steps[-1] >= int(history["done_steps"].iloc[-1]),
-        "error": None if error is None else str(error)[:500],
-    }
 
 
 class TrialProgress(Callback):
@@ -172,8 +185,9 @@ class TrialProgress(Callback):
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self.done += 1
         final = (trial.last_result or {}).get("eval_return", float("nan"))
+        cell = trial.config["cell"]
         print(
-            f"[{self.done}/{self.total}] {Path(trial.config['file']).stem} seed {trial.config['seed']}: "
+            f"[{self.done}/{self.total}] {cell['task']} {cell['core']} seed {cell['seed']}: "
             f"final eval return {final:.1f} ({time.time() - self.start:.0f} s)",
             flush=True,
         )
@@ -227,7 +241,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=CORES,
         help=f"comma-separated subset of {', '.join(CORES)}",
     )
-    parser.add_argument("--seeds", type=int, default=5, help="seeds 0..N-1 per cell")
+    parser.add_argument("--seeds", type=int, default=5, help="seeds first-seed .. first-seed+N-1 per cell")
+    parser.add_argument("--first-seed", type=int, default=0, help="first seed of the range")
     parser.add_argument(
         "--steps-scale",
         type=float,
@@ -252,16 +267,40 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="JSON with every trial's evaluation curve and the table",
     )
     parser.add_argument(
-        "--resume", action="store_true", help="continue an interrupted grid in --storage-path"
+        "--config",
+        type=_json_object,
+        default={},
+        help="JSON deep-merged into every tuned example's config, e.g. '{\"num_learners\": 1}'",
+    )
+    parser.add_argument(
+        "--rerun", action="store_true", help="train trials again even when a complete record exists"
+    )
+    parser.add_argument(
+        "--report-only", action="store_true", help="print the table from the records in --out's folder"
     )
     args = parser.parse_args(argv)
     if args.smoke:
         args.seeds, args.steps_scale = 1, 0.1
         if args.cores == CORES:
             args.cores = ("grsn", "lif")
-    if args.seeds < 1 or not 0 < args.steps_scale <= 1 or args.num_cpus < 1:
-        parser.error("--seeds and --num-cpus must be >= 1 and --steps-scale in (0, 1]")
+    if args.seeds < 1 or args.first_seed < 0 or not 0 < args.steps_scale <= 1 or args.num_cpus < 1:
+        parser.error("--seeds and --num-cpus must be >= 1, --first-seed >= 0 and --steps-scale in (0, 1]")
+    args.seed_list = list(range(args.first_seed, args.first_seed + args.seeds))
+    # One record per trial next to --out; a different budget or override gets its own folder.
+    tag = "" if args.steps_scale == 1.0 and not args.config else f"_scale{args.steps_scale:g}"
+    tag += "_custom" if args.config else ""
+    args.trials_dir = args.out.parent / f"{args.out.stem}_trials{tag}"
     return args
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"--config: not JSON: {err}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError("--config: must be a JSON object")
+    return value
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -270,27 +309,31 @@ def main(argv: list[str] | None = None) -> int:
     from benchmarks.common import machine_description
 
     start = time.time()
-    rows = run_grid(args)
+    if not args.report_only:
+        run_grid(args)
+    rows = collect(args)
     table = summarise(rows, args.tasks, args.cores)
     report = {
         "machine": machine_description(),
         "command": " ".join(
-            ["python -m benchmarks.reproduce_table1", *(argv if argv is not None else sys.argv[1:])]
+            ["python -m benchmarks.reproduce_table1", *(sys.argv[1:] if argv is None else argv)]
         ),
-        "seeds": args.seeds,
+        "seeds": args.seed_list,
         "steps_scale": args.steps_scale,
+        "config": args.config,
         "wall_s": round(time.time() - start, 1),
         "table_markdown": table,
         "trials": rows,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=1, allow_nan=True))
+    args.out.write_text(json.dumps(report, indent=1))
     print(table)
-    print(f"\n{len(rows)} trials in {report['wall_s']:.0f} s on {report['machine']}; written to {args.out}")
-    failed = [r for r in rows if r["error"] or not r["complete"]]
-    for r in failed:
-        print(f"incomplete: {r['task']} {r['core']} seed {r['seed']}: {r['error'] or 'stopped early'}")
-    return 1 if failed else 0
+    print(f"\n{len(rows)} trial records ({report['machine']}); written to {args.out}")
+    expected = len(args.seed_list) * len(args.tasks) * len(args.cores)
+    incomplete = expected - sum(1 for r in rows if r["complete"])
+    if incomplete:
+        print(f"{incomplete} of {expected} trials have no complete record (see {args.trials_dir})")
+    return 1 if incomplete else 0
 
 
 if __name__ == "__main__":

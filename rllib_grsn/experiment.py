@@ -224,6 +224,10 @@ def build_experiment(
         problem = _env_config_problem(env, raw_config.get("env_config", {}))
         if problem:
             problems.append(f"{name}.config.env_config: {problem}")
+    if algo_config is not None and isinstance(env, str) and not problems:
+        problem = _action_space_problem(run, env, raw_config.get("env_config", {}))
+        if problem:
+            problems.append(f"{name}.run: {problem}")
     if problems:
         raise ExperimentError(name, problems)
     assert algo_config is not None
@@ -251,6 +255,30 @@ def _model_alias_to_model_config(config: dict[str, Any], where: str, problems: l
     else:
         out["model_config"] = model
     return out
+
+
+# Algorithms that only act in continuous (Box) action spaces, and what to use instead.
+CONTINUOUS_ONLY = {"TD3": "RecurrentSAC (discrete SAC) or PPO"}
+
+
+def _action_space_problem(run: str, env: str, env_config: Any) -> str | None:
+    """TD3 on a Discrete env fails deep inside Ray; say so before it starts."""
+    if run not in CONTINUOUS_ONLY:
+        return None
+    try:
+        if env in PO_CONTROL_ENVS:
+            instance = make_po_control(env, env_config if isinstance(env_config, dict) else {})
+        elif env in gym.envs.registry:
+            instance = gym.make(env)
+        else:
+            return None  # a Tune-registered creator: RLlib checks it when the env is built
+    except Exception:  # the env's own problems are reported when RLlib builds it
+        return None
+    space = instance.action_space
+    instance.close()
+    if isinstance(space, gym.spaces.Box):
+        return None
+    return f"{run} needs continuous (Box) actions but {env} has {space}; use {CONTINUOUS_ONLY[run]}"
 
 
 def _env_config_problem(env: str, env_config: dict[str, Any]) -> str | None:

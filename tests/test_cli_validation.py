@@ -168,6 +168,16 @@ BAD_FILES = {
         good_with("  stop:", "  checkpoint_at_end: sometimes\n  stop:"),
         ["exp.checkpoint_at_end", "sometimes"],
     ),
+    "td3_on_discrete_actions": (
+        good_with("run: PPO", "run: TD3").replace("    lr: 0.0003\n    train_batch_size: 400\n", ""),
+        ["run: TD3 needs continuous (Box) actions", "CartPole-P", "RecurrentSAC"],
+    ),
+    "bad_replay_start_state": (
+        good_with("run: PPO", "run: RecurrentSAC").replace(
+            "    lr: 0.0003\n    train_batch_size: 400\n", "    replay_start_state: recorded\n"
+        ),
+        ["replay_start_state must be one of: zero, stored", "'recorded'"],
+    ),
     "core_on_algorithm_without_spiking_module": (
         good_with("run: PPO", "run: DQN").replace("    lr: 0.0003\n    train_batch_size: 400\n", ""),
         ["model_config.core", "DQN", "PPO"],
