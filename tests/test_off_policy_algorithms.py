@@ -143,12 +143,32 @@ def test_sac_temperature_falls_while_the_policy_is_more_random_than_the_target(r
         algo.stop()
 
 
+def test_stored_start_state_with_burn_in_trains(ray_session):
+    """R2D2 replay: windows start from the actor's and critic's states recorded while acting."""
+    algo = build("RecurrentSAC", replay_start_state="stored", burn_in=3)
+    try:
+        fill_buffer(algo)
+        batch = algo.sample_train_batch().policy_batches[DEFAULT_MODULE_ID]
+        assert batch["obs"]["_orig_obs"].shape[1] == 3 + 8  # burn-in + window
+        assert (batch["loss_mask"][:, :3] == 0).all()
+        # Some window starts mid-episode, so its start state is a recorded, non-zero one.
+        assert np.abs(batch["state_in"]["critic"]["c"]).sum() > 0
+        module = learner_of(algo).module[DEFAULT_MODULE_ID].unwrapped()
+        c0 = params([module.critic])
+        update(algo)
+        assert changed(c0, [module.critic])
+    finally:
+        algo.stop()
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    ("run", "core"), [(run, core) for run in ("TD3", "RecurrentSAC") for core in CORE_NAMES]
+    ("run", "core", "env"),
+    [(run, core, TASKS[run]) for run in ("TD3", "RecurrentSAC") for core in CORE_NAMES]
+    + [("RecurrentSAC", "grsn", "Pendulum-P")],  # continuous SAC
 )
-def test_one_iteration_trains_every_core(ray_session, run, core):
-    algo = build(run, core=core)
+def test_one_iteration_trains_every_core(ray_session, run, core, env):
+    algo = build(run, env=env, core=core)
     try:
         before = {k: v.clone() for k, v in algo.get_module().state_dict().items()}
         result = algo.train()

@@ -7,6 +7,9 @@ limit fails here. The expected masks are written out literally (not read from th
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -14,7 +17,7 @@ from ray.rllib.env.env_context import EnvContext
 from ray.tune.registry import ENV_CREATOR, _global_registry
 
 import rllib_grsn.envs  # noqa: F401  (registers the names with gymnasium and Ray Tune)
-from rllib_grsn.envs import make_po_control
+from rllib_grsn.envs import make_po_control, register_po_control_envs
 
 # name -> (base gymnasium id, observation dims kept), from Ni et al. 2022 / DESIGN.md section 4.
 EXPECTED = {
@@ -33,6 +36,14 @@ TIME_LIMIT = 200
 def _tune_make(name: str, env_config: dict | None = None) -> gym.Env:
     creator = _global_registry.get(ENV_CREATOR, name)
     return creator(EnvContext(dict(env_config or {}), worker_index=0))
+
+
+@pytest.fixture(autouse=True)
+def _tune_registrations():
+    # Ray Tune keeps registrations in the running Ray session's store and drops them at ray.shutdown(),
+    # which an earlier test module may have called. A fresh process registers on import (tested below
+    # in a subprocess), and every new Ray session re-registers (tested below); here we do the same.
+    register_po_control_envs()
 
 
 BUILDERS = {
@@ -248,6 +259,27 @@ def test_registered_with_ray_tune_and_gymnasium(name):
     assert name in gym.envs.registry
     env = _tune_make(name)
     assert env.observation_space.shape == (len(EXPECTED[name][1]),)
+
+
+def test_importing_the_package_registers_with_tune_in_a_fresh_process():
+    code = (
+        "import rllib_grsn.envs\n"
+        "from ray.tune.registry import ENV_CREATOR, _global_registry\n"
+        f"assert all(_global_registry.contains(ENV_CREATOR, n) for n in {NAMES!r})\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def test_registrations_survive_a_ray_restart():
+    import ray
+
+    for _ in range(2):  # Tune's own registry would be empty in the second session
+        ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
+        try:
+            assert all(_global_registry.contains(ENV_CREATOR, name) for name in NAMES)
+        finally:
+            ray.shutdown()
 
 
 def test_unknown_name_is_not_registered():

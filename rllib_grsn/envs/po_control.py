@@ -108,10 +108,10 @@ def register_po_control_envs() -> None:
     """Registers the four tasks with gymnasium (``gym.make``) and with Ray Tune (RLlib's env names).
 
     Tune's registry reaches every Ray worker process, so remote EnvRunners can build the envs
-    without importing this package first.
+    without importing this package first. Tune keeps registrations in the running Ray session's
+    key-value store, so they are lost at ``ray.shutdown()``; the registration is therefore also
+    repeated at every later ``ray.init()`` of this process (tests, notebooks, sweeps in a loop).
     """
-    from ray.tune.registry import register_env
-
     for name in PO_CONTROL_ENVS:
         if name not in gym.envs.registry:
             gym.register(
@@ -119,6 +119,17 @@ def register_po_control_envs() -> None:
                 entry_point=_gym_entry_point(name),
                 max_episode_steps=PO_CONTROL_ENVS[name].max_episode_steps,
             )
+    _register_with_tune()
+    import ray._private.worker as ray_worker
+
+    if _register_with_tune not in ray_worker._post_init_hooks:
+        ray_worker._post_init_hooks.append(_register_with_tune)
+
+
+def _register_with_tune() -> None:
+    from ray.tune.registry import register_env
+
+    for name in PO_CONTROL_ENVS:
         register_env(name, _tune_creator(name))
 
 

@@ -138,8 +138,10 @@ class RecurrentOffPolicyConfig(AlgorithmConfig):
 
     @property
     def window_length(self) -> int:
-        """Steps per replayed window that carry a loss (``model_config.max_seq_len``)."""
-        return int(self.model_config.get("max_seq_len", 64))
+        """Steps per replayed window that carry a loss: ``max_seq_len`` of the module's model_config
+        (the RLModuleSpec's, where `rllib train file` puts a spiking core's settings), default 64."""
+        spec_config = getattr(self._rl_module_spec, "model_config", None) or {}
+        return int({**self.model_config, **spec_config}.get("max_seq_len", 64))
 
 
 class TD3Config(RecurrentOffPolicyConfig):
