@@ -59,6 +59,9 @@ class RecurrentTwinQModule(TorchRLModule, TargetNetworkAPI, InferenceOnlyAPI):
     to the env's bounds, so the replay holds the normalised actions the networks produced.
     """
 
+    # TD3 bootstraps with a target actor; SAC samples the next action from the online actor.
+    uses_target_actor: bool = False
+
     @override(TorchRLModule)
     def setup(self) -> None:
         self.spiking_config = cfg = SpikingModelConfig.from_model_config(self.model_config or {})
@@ -131,8 +134,6 @@ class RecurrentTwinQModule(TorchRLModule, TargetNetworkAPI, InferenceOnlyAPI):
     def _target_sources(self) -> list[str]:
         names = ["critic", "q1", "q2"] + ([] if self.q_action_embed is None else ["q_action_embed"])
         return names + (["actor", "pi_head"] if self.uses_target_actor else [])
-
-    uses_target_actor: bool = False
 
     @override(TorchRLModule)
     def _forward_inference(self, batch: dict[str, Any], **kwargs) -> dict[str, Any]:
