@@ -215,6 +215,35 @@ def summarise(rows: list[dict[str, Any]], tasks: tuple[str, ...], cores: tuple[s
     return "\n".join(lines)
 
 
+def plot(rows: list[dict[str, Any]], tasks: tuple[str, ...], cores: tuple[str, ...], path: Path) -> None:
+    """Greedy evaluation return vs env steps, one panel per task: mean over seeds, band of +- std."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(tasks), figsize=(4.2 * len(tasks), 3.4), squeeze=False)
+    for ax, task in zip(axes[0], tasks, strict=True):
+        for core in cores:
+            curves = [r for r in rows if r["task"] == task and r["core"] == core and r["env_steps"]]
+            if not curves:
+                continue
+            length = min(len(r["env_steps"]) for r in curves)
+            steps = np.array(curves[0]["env_steps"][:length])
+            returns = np.array([r["eval_returns"][:length] for r in curves], dtype=float)
+            mean, std = np.nanmean(returns, axis=0), np.nanstd(returns, axis=0)
+            ax.plot(steps, mean, label=f"{CORE_TITLES[core]} (n={len(curves)})")
+            ax.fill_between(steps, mean - std, mean + std, alpha=0.2)
+        ax.set_title(f"{TASK_TITLES[task]} ({TASK_ALGO[task].upper()})")
+        ax.set_xlabel("env steps")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("greedy eval return (10 episodes)")
+    axes[0][-1].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def _csv(value: str, allowed: tuple[str, ...], option: str) -> tuple[str, ...]:
     items = tuple(v.strip() for v in value.split(",") if v.strip())
     bad = [v for v in items if v not in allowed]
@@ -327,6 +356,11 @@ def main(argv: list[str] | None = None) -> int:
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=1))
+    if rows:
+        try:
+            plot(rows, args.tasks, args.cores, args.out.with_suffix(".png"))
+        except ImportError:
+            print("matplotlib is not installed (pip install -e .[bench]); no plot written")
     print(table)
     print(f"\n{len(rows)} trial records ({report['machine']}); written to {args.out}")
     expected = len(args.seed_list) * len(args.tasks) * len(args.cores)

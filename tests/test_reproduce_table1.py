@@ -69,6 +69,7 @@ def test_one_small_trial_end_to_end_then_report_only(tmp_path, capsys):
     assert trial["complete"] and trial["env_steps"][-1] >= 1000
     assert trial["final_eval_return"] == trial["eval_returns"][-1] > 0  # 10 greedy CartPole episodes ran
     assert "(n=1)" in report["table_markdown"]
+    assert out.with_suffix(".png").stat().st_size > 0  # the learning-curve figure
     # A complete record is not trained again; --report-only rebuilds the same table.
     capsys.readouterr()
     assert harness.main([*argv, "--report-only"]) == 0
