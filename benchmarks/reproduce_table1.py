@@ -32,17 +32,15 @@ from typing import Any
 import numpy as np
 from ray.tune import Callback
 
+from tuned_examples.generate_table1 import ALGO_SUFFIX, CORES
+from tuned_examples.generate_table1 import TASKS as GRID
+
 REPO = Path(__file__).resolve().parents[1]
 TUNED = REPO / "tuned_examples"
-TASKS = ("cartpole_v", "cartpole_p", "pendulum_v", "pendulum_p")
-TASK_TITLES = {
-    "cartpole_v": "CartPole-V",
-    "cartpole_p": "CartPole-P",
-    "pendulum_v": "Pendulum-V",
-    "pendulum_p": "Pendulum-P",
-}
-TASK_ALGO = {"cartpole_v": "sac", "cartpole_p": "sac", "pendulum_v": "td3", "pendulum_p": "td3"}
-CORES = ("grsn", "lif", "gru", "mlp")
+# The grid is the one generate_table1.py writes the tuned examples from.
+TASKS = tuple(GRID)
+TASK_TITLES = {task: env for task, (env, *_) in GRID.items()}
+TASK_ALGO = {task: ALGO_SUFFIX[run] for task, (_, run, *_) in GRID.items()}
 CORE_TITLES = {"grsn": "GRSN (TAP)", "lif": "LIF (TAP)", "gru": "GRU", "mlp": "MLP"}
 # Paper Table 1 (shared/DESIGN.md section 5): mean, std over 5 seeds.
 PAPER = {
