@@ -92,6 +92,8 @@ def test_td3_delays_actor_and_target_updates(ray_session):
     algo = build("TD3", policy_delay=2, tau=0.5)
     try:
         fill_buffer(algo)
+        # Zero-state replay (the default) does not keep the recorded states.
+        assert all("state_out" not in eps.extra_model_outputs for eps in algo.replay_buffer.episodes)
         module = learner_of(algo).module[DEFAULT_MODULE_ID].unwrapped()
         actor, critic = [module.actor, module.pi_head], [module.critic, module.q1, module.q2]
         target_critic = [module.target_critic]

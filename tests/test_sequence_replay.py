@@ -467,3 +467,19 @@ def test_sampled_windows_drive_a_stateful_module():
         recorded = eps.get_extra_model_outputs(S, start + 5)
         for k in ends:
             np.testing.assert_allclose(ends[k][b], recorded[k], atol=1e-5)
+
+
+def test_zero_state_replay_can_drop_the_recorded_states():
+    """The recorded state_out is most of an episode's memory; zero-start replay does not need it."""
+    init = {"u": np.zeros(2, np.float32), "c": np.zeros(2, np.float32)}
+    buffer = SequenceReplayBuffer(capacity=1000, seed=0, initial_state=init, store_state_out=False)
+    episode = _episode(1, 12)
+    assert Columns.STATE_OUT in episode.extra_model_outputs
+    buffer.add([episode])
+    assert Columns.STATE_OUT in episode.extra_model_outputs  # the caller's episode is untouched
+    stored = buffer.episodes[0]
+    assert Columns.STATE_OUT not in stored.extra_model_outputs
+    batch = buffer.sample(4, seq_len=5)
+    assert batch["state_in"]["u"].shape == (4, 2) and not batch["state_in"]["u"].any()
+    with pytest.raises(ValueError, match="start_state='zero'"):
+        buffer.sample(4, seq_len=5, start_state="stored")

@@ -59,15 +59,26 @@ class RecurrentOffPolicy(Algorithm):
     @override(Algorithm)
     def setup(self, config: RecurrentOffPolicyConfig) -> None:
         super().setup(config)
-        initial_state = None
-        module = getattr(self.env_runner, "module", None) if self.env_runner is not None else None
-        if module is not None and module.is_stateful():
-            initial_state = module.get_initial_state()
+        initial_state = self._module_initial_state() or None
         self.replay_buffer = SequenceReplayBuffer(
-            capacity=self.config.replay_capacity, seed=self.config.seed, initial_state=initial_state
+            capacity=self.config.replay_capacity,
+            seed=self.config.seed,
+            initial_state=initial_state,
+            # Zero-state windows never read the recorded states, by far the largest per-step record.
+            store_state_out=self.config.replay_start_state == "stored",
         )
         # Fractional updates carried over between steps (num_updates_per_env_step need not be an integer).
         self._update_credit = 0.0
+
+    def _module_initial_state(self) -> dict[str, Any]:
+        """The module's per-sample initial state ({} when stateless), from wherever a copy lives."""
+        module = getattr(self.env_runner, "module", None) if self.env_runner is not None else None
+        if module is not None:
+            return module.get_initial_state()
+        results = self.learner_group.foreach_learner(
+            lambda learner: learner.module[DEFAULT_MODULE_ID].unwrapped().get_initial_state()
+        )
+        return next(iter(results)).get()  # RemoteCallResults: one ResultOrError per learner
 
     @override(Algorithm)
     def training_step(self) -> None:

@@ -74,6 +74,10 @@ class SequenceReplayBuffer(EpisodeReplayBuffer):
         initial_state: The module's per-sample initial state (``module.get_initial_state()``), used
             for ``start_state="zero"`` and at episode starts. When not given, zeros shaped like the
             stored ``state_out`` are used, or no state at all when the episodes have none.
+        store_state_out: Keep the recorded ``state_out`` of every step (needed only for
+            ``start_state="stored"``). It is by far the largest per-step record (a GRSN actor and
+            critic of 128 neurons: 2 KB per step against ~50 bytes of observation, action and reward), so
+            zero-state replay should drop it.
     """
 
     def __init__(
@@ -82,6 +86,7 @@ class SequenceReplayBuffer(EpisodeReplayBuffer):
         *,
         seed: int | None = None,
         initial_state: Mapping[str, Any] | None = None,
+        store_state_out: bool = True,
         **kwargs: Any,
     ):
         if not isinstance(capacity, int | np.integer) or capacity < 1:
@@ -92,6 +97,7 @@ class SequenceReplayBuffer(EpisodeReplayBuffer):
         self.initial_state = (
             None if initial_state is None else tree.map_structure(np.asarray, dict(initial_state))
         )
+        self.store_state_out = bool(store_state_out)
 
     # ------------------------------------------------------------------ storage
 
@@ -103,9 +109,15 @@ class SequenceReplayBuffer(EpisodeReplayBuffer):
         for eps in episodes:
             if not isinstance(eps, SingleAgentEpisode):
                 raise TypeError(f"episodes must be SingleAgentEpisode, got {type(eps).__name__}")
-            if not eps.is_numpy:
-                eps = copy.deepcopy(eps)  # never change the caller's episode
-                eps.to_numpy()
+            drop_states = not self.store_state_out and Columns.STATE_OUT in eps.extra_model_outputs
+            if not eps.is_numpy or drop_states:
+                eps = copy.copy(eps) if eps.is_numpy else copy.deepcopy(eps)  # never change the caller's
+                if drop_states:
+                    eps.extra_model_outputs = {
+                        k: v for k, v in eps.extra_model_outputs.items() if k != Columns.STATE_OUT
+                    }
+                if not eps.is_numpy:
+                    eps.to_numpy()
             prepared.append(eps)
         capacity = self.capacity
         self.capacity = float("inf")  # the parent stores and concatenates; eviction is ours
@@ -250,6 +262,7 @@ class SequenceReplayBuffer(EpisodeReplayBuffer):
         state["rng_state"] = copy.deepcopy(self.rng.bit_generator.state)
         state["capacity"] = self.capacity
         state["seed"] = self.seed
+        state["store_state_out"] = self.store_state_out
         return state
 
     def set_state(self, state: dict[str, Any]) -> None:
@@ -260,6 +273,7 @@ class SequenceReplayBuffer(EpisodeReplayBuffer):
             self.rng.bit_generator.state = copy.deepcopy(state["rng_state"])
         self.capacity = state.get("capacity", self.capacity)
         self.seed = state.get("seed", self.seed)
+        self.store_state_out = state.get("store_state_out", self.store_state_out)
 
     def _set_episodes(self, state: dict[str, Any]) -> None:
         # The parent only fills an empty buffer, which would silently keep stale episodes here.
