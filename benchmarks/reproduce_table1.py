@@ -223,7 +223,8 @@ def plot(rows: list[dict[str, Any]], tasks: tuple[str, ...], cores: tuple[str, .
     fig, axes = plt.subplots(1, len(tasks), figsize=(4.2 * len(tasks), 3.4), squeeze=False)
     for ax, task in zip(axes[0], tasks, strict=True):
         for core in cores:
-            curves = [r for r in rows if r["task"] == task and r["core"] == core and r["env_steps"]]
+            # Complete trials only, like the table (an interrupted one would cut every curve short).
+            curves = [r for r in rows if r["task"] == task and r["core"] == core and r["complete"]]
             if not curves:
                 continue
             length = min(len(r["env_steps"]) for r in curves)
