@@ -32,6 +32,7 @@ from ray.rllib.utils.annotations import override
 from torch import Tensor
 
 from rllib_grsn.algorithms.losses import squashed_gaussian
+from rllib_grsn.modules.actor_critic import SteadyTrainModeMixin
 from rllib_grsn.modules.backbone import MLP, RecurrentBackbone
 from rllib_grsn.modules.model_config import SpikingModelConfig
 
@@ -50,7 +51,7 @@ def _squeeze_time(x: Any) -> Any:
     return {k: _squeeze_time(v) for k, v in x.items()} if isinstance(x, dict) else x.squeeze(1)
 
 
-class RecurrentTwinQModule(TorchRLModule, TargetNetworkAPI, InferenceOnlyAPI):
+class RecurrentTwinQModule(SteadyTrainModeMixin, TorchRLModule, TargetNetworkAPI, InferenceOnlyAPI):
     """Actor: encoder -> core -> policy head. Critic: encoder -> core -> twin Q heads.
 
     Subclasses define the policy head: :class:`SpikingTD3Module` (deterministic, tanh) and
@@ -97,14 +98,6 @@ class RecurrentTwinQModule(TorchRLModule, TargetNetworkAPI, InferenceOnlyAPI):
         raise NotImplementedError
 
     # ----------------------------------------------------------------- RLlib API
-
-    @override(TorchRLModule)
-    def train(self, mode: bool = True) -> RecurrentTwinQModule:
-        # Same reason as SpikingActorCriticModule.train: RLlib toggles the mode around every acting
-        # step and nothing here depends on it.
-        if mode == self.training and all(m.training == mode for m in self.children()):
-            return self
-        return super().train(mode)
 
     @override(TorchRLModule)
     def get_initial_state(self) -> dict[str, Any]:
