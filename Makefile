@@ -6,7 +6,7 @@ RLLIB   := $(VENV)/bin/rllib
 STAMP   := $(VENV)/.installed
 RESULTS ?= results
 # The main job; override on the command line, e.g. `make run STOP='{"training_iteration": 5}'`.
-RUN_YAML ?= tuned_examples/cartpole_p_grsn.yaml
+RUN_YAML ?= tuned_examples/smac_8m_grsn.yaml
 STOP     ?=
 
 .PHONY: run test test-fast lint bench clean
@@ -17,12 +17,13 @@ $(STAMP): pyproject.toml
 	# torch first and pinned: here pip finds the CPU wheel on local disk; elsewhere pass an index of
 	# CPU wheels, e.g. `make test TORCH_PIP_ARGS="--index-url <CPU wheel index>"`, to avoid a CUDA build.
 	$(PY) -m pip install -q torch==2.13.0 $(TORCH_PIP_ARGS)
-	$(PY) -m pip install -q -e ".[test,bench]"
+	# smax (JaxMARL on CPU) and mpe (mpe2): the embedded multi-agent backends of the main job and tests.
+	$(PY) -m pip install -q -e ".[test,bench,smax,mpe]"
 	touch $(STAMP)
 
 run: $(STAMP)
 	$(RLLIB) train file $(RUN_YAML) --storage-path $(RESULTS) $(if $(STOP),--stop '$(STOP)')
-	$(RLLIB) evaluate "$$(ls -td $(RESULTS)/*/*/checkpoint_* | head -n 1)" --episodes 10
+	$(RLLIB) evaluate "$$(ls -td $(RESULTS)/*/*/checkpoint_* | head -n 1)" --episodes 32
 
 test: $(STAMP)
 	$(PY) -m pytest -q

@@ -70,8 +70,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     ev = sub.add_parser(
         "evaluate",
-        help="roll out a checkpoint and print the mean/std return",
-        description="Load an RLlib checkpoint written by `rllib train file` and run greedy episodes.",
+        help="roll out a checkpoint and print the mean/std return (and win rate on battle envs)",
+        description=(
+            "Load an RLlib checkpoint written by `rllib train file` and run greedy episodes. Team "
+            "(QMIX/VDN) checkpoints report the team return, the win rate of battle envs (SMAC/SMAX) "
+            "and which backend ran."
+        ),
     )
     ev.add_argument("checkpoint", help="checkpoint directory (…/checkpoint_000NNN)")
     ev.add_argument("--episodes", type=int, default=10, metavar="N", help="episodes to run (default 10)")
@@ -160,9 +164,12 @@ def evaluate(args: argparse.Namespace) -> int:
         summary = evaluate_checkpoint(path, episodes=args.episodes, explore=args.explore, seed=args.seed)
     except CheckpointError as err:
         return _fail(str(err))
+    wins = "" if summary.win_rate is None else f", win rate {100 * summary.win_rate:.1f}%"
+    backend = "" if summary.backend is None else f" [backend {summary.backend}]"
     print(
-        f"{summary.env}: {summary.episodes} episodes, return {summary.mean:.2f} +- {summary.std:.2f} "
-        f"(min {summary.min:.2f}, max {summary.max:.2f}), mean length {summary.mean_length:.1f}"
+        f"{summary.env}{backend}: {summary.episodes} episodes, "
+        f"return {summary.mean:.2f} +- {summary.std:.2f} (min {summary.min:.2f}, max {summary.max:.2f})"
+        f"{wins}, mean length {summary.mean_length:.1f}"
     )
     return 0
 

@@ -28,7 +28,7 @@ from rllib_grsn.algorithms.registry import (
     get_algorithm_class,
     spiking_module_class,
 )
-from rllib_grsn.envs import PO_CONTROL_ENVS, make_po_control
+from rllib_grsn.envs import MULTI_AGENT_ENVS, PO_CONTROL_ENVS, make_multi_agent_env, make_po_control
 from rllib_grsn.modules.connectors import prev_action_reward_connector
 from rllib_grsn.modules.model_config import SpikingModelConfig, model_config_errors, string_number_hint
 from rllib_grsn.neurons import CORE_NAMES
@@ -76,7 +76,7 @@ def known_env_names() -> list[str]:
     """Our envs first, then gymnasium's and anything registered with Ray Tune."""
     from ray.tune.registry import ENV_CREATOR, _global_registry
 
-    names = list(PO_CONTROL_ENVS)
+    names = list(PO_CONTROL_ENVS) + list(MULTI_AGENT_ENVS)
     names += [n for n in gym.envs.registry if n not in PO_CONTROL_ENVS]
     names += [key for cat, key in _global_registry._to_flush if cat == ENV_CREATOR and key not in names]
     return names
@@ -200,11 +200,14 @@ def build_experiment(
     env = next((e for e in (override_env, top_env, file_env) if e is not None), None)
     raw_config = deep_merge(file_config, override)
     if env is None:
-        problems.append(f"{name}.env: missing; e.g. one of: {', '.join(PO_CONTROL_ENVS)}")
+        problems.append(
+            f"{name}.env: missing; e.g. one of: {', '.join([*PO_CONTROL_ENVS, *MULTI_AGENT_ENVS])}"
+        )
     elif not isinstance(env, str) or not _env_known(env):
         problems.append(
             f"{name}.env: unknown env {env!r}{_suggest(str(env), known_env_names())}; "
-            f"this package provides: {', '.join(PO_CONTROL_ENVS)} (or any gymnasium / Tune-registered id)"
+            f"this package provides: {', '.join([*PO_CONTROL_ENVS, *MULTI_AGENT_ENVS])} "
+            "(or any gymnasium / Tune-registered id)"
         )
 
     stop_criteria = _validate_stop(name, spec.get("stop", {}) if stop is None else stop, problems)
@@ -220,10 +223,15 @@ def build_experiment(
     algo_config = None
     if algo_cls is not None:
         algo_config = _build_algo_config(name, run, algo_cls, raw_config, problems)
-    if isinstance(env, str) and env in PO_CONTROL_ENVS and isinstance(raw_config.get("env_config", {}), dict):
+    own_env = isinstance(env, str) and (env in PO_CONTROL_ENVS or env in MULTI_AGENT_ENVS)
+    if own_env and isinstance(raw_config.get("env_config", {}), dict):
         problem = _env_config_problem(env, raw_config.get("env_config", {}))
         if problem:
             problems.append(f"{name}.config.env_config: {problem}")
+    if isinstance(run, str) and isinstance(env, str):
+        problem = _team_env_problem(run, env)
+        if problem:
+            problems.append(f"{name}.run: {problem}")
     if algo_config is not None and isinstance(env, str) and not problems:
         problem = _action_space_problem(run, env, raw_config.get("env_config", {}))
         if problem:
@@ -281,10 +289,29 @@ def _action_space_problem(run: str, env: str, env_config: Any) -> str | None:
     return f"{run} needs continuous (Box) actions but {env} has {space}; use {CONTINUOUS_ONLY[run]}"
 
 
+# Algorithms that train a team of agents on one of MULTI_AGENT_ENVS (and nothing else).
+TEAM_ALGORITHMS = ("QMIX", "VDN")
+
+
+def _team_env_problem(run: str, env: str) -> str | None:
+    """QMIX/VDN need a team env (per-agent masks and a global state); the team envs need them."""
+    if run in TEAM_ALGORITHMS and (env in PO_CONTROL_ENVS or env in gym.envs.registry):
+        return (
+            f"{run} trains a team of agents; use one of the multi-agent envs: {', '.join(MULTI_AGENT_ENVS)}"
+        )
+    if env in MULTI_AGENT_ENVS and run not in TEAM_ALGORITHMS:
+        return f"{env} is a multi-agent team env; train it with {' or '.join(TEAM_ALGORITHMS)}"
+    return None
+
+
 def _env_config_problem(env: str, env_config: dict[str, Any]) -> str | None:
     """Builds one of this package's envs with ``env_config`` once; what went wrong, or None."""
     try:
-        probe = make_po_control(env, env_config)
+        probe = (
+            make_multi_agent_env(env, env_config)
+            if env in MULTI_AGENT_ENVS
+            else make_po_control(env, env_config)
+        )
     except Exception as err:  # any error here would otherwise surface inside the EnvRunners
         return str(err) if isinstance(err, ValueError) else f"{type(err).__name__}: {err}"
     probe.close()
@@ -427,7 +454,8 @@ def _build_algo_config(
         if spiking is not None:
             spec = RLModuleSpec(module_class=spiking_module_class(run), model_config=spiking.model_dump())
             config.rl_module(rl_module_spec=spec)
-            if spiking.prev_action_reward:
+            # An algorithm with its own input pipeline (QMIX: agent id and previous action) keeps it.
+            if spiking.prev_action_reward and config._env_to_module_connector is None:
                 config.env_runners(env_to_module_connector=prev_action_reward_connector)
         elif model_config:
             config.rl_module(model_config=model_config)

@@ -13,6 +13,8 @@ from ray.rllib.core.rl_module.rl_module import RLModule
 _OWN_ALGORITHMS: dict[str, str] = {
     "TD3": "rllib_grsn.algorithms.off_policy.algorithm:TD3",
     "RecurrentSAC": "rllib_grsn.algorithms.off_policy.algorithm:RecurrentSAC",
+    "QMIX": "rllib_grsn.algorithms.qmix.algorithm:QMix",
+    "VDN": "rllib_grsn.algorithms.qmix.algorithm:VDN",
 }
 
 ALGORITHM_NAMES: tuple[str, ...] = tuple(sorted({*RLLIB_ALGORITHMS, *_OWN_ALGORITHMS}))
@@ -23,6 +25,8 @@ _SPIKING_MODULES: dict[str, str] = {
     "PPO": "rllib_grsn.modules.actor_critic:SpikingActorCriticModule",
     "TD3": "rllib_grsn.modules.twin_q:SpikingTD3Module",
     "RecurrentSAC": "rllib_grsn.modules.twin_q:SpikingSACModule",
+    "QMIX": "rllib_grsn.modules.qmix:SpikingQMixModule",
+    "VDN": "rllib_grsn.modules.qmix:SpikingQMixModule",
 }
 
 

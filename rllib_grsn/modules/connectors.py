@@ -6,6 +6,7 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+from ray.rllib.connectors.connector_v2 import ConnectorV2
 from ray.rllib.connectors.env_to_module import PrevActionsPrevRewards
 
 
@@ -68,3 +69,101 @@ def prev_action_reward_connector(env: Any = None, spaces: Any = None, device: An
     what acting saw. Module-level so it pickles to remote EnvRunners.
     """
     return [PrevActionReward(n_prev_actions=1, n_prev_rewards=1)]
+
+
+# Keys the team connector adds to each agent's observation (see AgentIdPrevAction).
+AGENT_ID_KEY = "agent_id"
+PREV_ACTION_KEY = "prev_action"
+
+
+def agent_order(agent_ids: Any) -> list[Any]:
+    """The fixed order of a team's agents: by the number in their name, then by name.
+
+    ``agent_10`` comes after ``agent_9`` (a plain string sort would put it after ``agent_1``). The
+    order decides each agent's one-hot id and its column in the mixer, so every part of QMIX that
+    lines agents up calls this one function.
+    """
+
+    def key(aid: Any) -> tuple[int, int, str]:
+        text = str(aid)
+        digits = text[len(text.rstrip("0123456789")) :]
+        return (0, int(digits), text) if digits else (1, 0, text)
+
+    return sorted(agent_ids, key=key)
+
+
+class AgentIdPrevAction(ConnectorV2):
+    """Adds each agent's one-hot id and its previous action (one-hot) to its observation (pymarl).
+
+    QMIX shares one agent network between all agents of a team; the id lets it still act
+    differently per agent, and the previous action stands in for what the agent did last (Rashid
+    et al. 2018, Sec. 6). Multi-agent only: the input observation space maps agent ids to each
+    agent's ``Dict`` observation (``obs``, ``action_mask``, ``state``, as the team env adapters
+    produce). The extended observation is written back into the episode, so the replay holds
+    exactly what the agent saw while acting.
+    """
+
+    def __init__(
+        self,
+        input_observation_space: gym.Space | None = None,
+        input_action_space: gym.Space | None = None,
+        **kwargs: Any,
+    ):
+        self._agent_index: dict[Any, int] = {}
+        self._agent_spaces: dict[Any, gym.Space] = {}
+        super().__init__(input_observation_space, input_action_space, **kwargs)
+
+    def recompute_output_observation_space(
+        self, input_observation_space: gym.Space, input_action_space: gym.Space
+    ) -> gym.Space:
+        if not isinstance(input_observation_space, gym.spaces.Dict) or not all(
+            isinstance(s, gym.spaces.Dict) for s in input_observation_space.spaces.values()
+        ):
+            raise ValueError(
+                "AgentIdPrevAction needs a multi-agent env whose agents observe Dict spaces, got "
+                f"{input_observation_space}"
+            )
+        agents = agent_order(input_observation_space.spaces)
+        self._agent_index = {aid: i for i, aid in enumerate(agents)}
+        out = {}
+        for aid in agents:
+            act_space = input_action_space[aid]
+            if not isinstance(act_space, gym.spaces.Discrete):
+                raise ValueError(f"agent {aid!r}: QMIX needs Discrete actions, got {act_space}")
+            spaces = dict(input_observation_space[aid].spaces)
+            spaces[AGENT_ID_KEY] = gym.spaces.Box(0.0, 1.0, (len(agents),), np.float32)
+            spaces[PREV_ACTION_KEY] = gym.spaces.Box(0.0, 1.0, (int(act_space.n),), np.float32)
+            out[aid] = gym.spaces.Dict(spaces)
+        self._agent_spaces = out
+        return gym.spaces.Dict(out)
+
+    def __call__(
+        self,
+        *,
+        rl_module: Any,
+        batch: dict[str, Any] | None,
+        episodes: list[Any],
+        explore: bool | None = None,
+        shared_data: dict | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        n_agents = len(self._agent_index)
+        for episode in self.single_agent_episode_iterator(episodes, agents_that_stepped_only=True):
+            aid = episode.agent_id
+            space = self._agent_spaces[aid]
+            obs = dict(episode.get_observations(-1))
+            one_hot = np.zeros(n_agents, np.float32)
+            one_hot[self._agent_index[aid]] = 1.0
+            obs[AGENT_ID_KEY] = one_hot
+            prev_action = np.zeros(space[PREV_ACTION_KEY].shape, np.float32)  # none yet: zeros (pymarl)
+            if len(episode) > 0:
+                prev_action[int(episode.get_actions(-1))] = 1.0
+            obs[PREV_ACTION_KEY] = prev_action
+            episode.set_observations(at_indices=-1, new_data=obs)
+            episode.observation_space = space
+        return batch
+
+
+def agent_inputs_connector(env: Any = None, spaces: Any = None, device: Any = None) -> list:
+    """QMIX's env-to-module pipeline head: agent id and previous action (see AgentIdPrevAction)."""
+    return [AgentIdPrevAction()]

@@ -1,0 +1,144 @@
+"""QMIX and VDN as an RLlib Algorithm (new API stack, multi-agent).
+
+One ``training_step`` (pymarl's episode runner loop): the EnvRunners play whole episodes with the
+shared agent module (epsilon-greedy over available actions, each agent's ``(u, c)`` carried by
+RLlib's connectors), the episodes go into a :class:`TeamEpisodeReplay` as team arrays, then
+``num_updates_per_episode`` gradient steps per new episode each train on ``train_batch_size_per_learner``
+whole episodes, targets are copied every ``target_update_interval`` episodes, and the new agent
+weights go back to the EnvRunners. RLlib's ``Algorithm.train`` repeats this until
+``min_sample_timesteps_per_iteration`` env steps make an iteration, and runs the greedy test
+episodes (``evaluation_interval``), which report ``win_rate`` through
+:class:`~rllib_grsn.tracking.team_metrics.TeamMetricsCallback`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ray.rllib.algorithms.algorithm import Algorithm
+from ray.rllib.execution.rollout_ops import synchronous_parallel_sample
+from ray.rllib.policy.sample_batch import MultiAgentBatch, SampleBatch
+from ray.rllib.utils.annotations import override
+from ray.rllib.utils.metrics import (
+    ENV_RUNNER_RESULTS,
+    ENV_RUNNER_SAMPLING_TIMER,
+    LEARNER_RESULTS,
+    LEARNER_UPDATE_TIMER,
+    NUM_ENV_STEPS_SAMPLED_LIFETIME,
+    REPLAY_BUFFER_ADD_DATA_TIMER,
+    REPLAY_BUFFER_SAMPLE_TIMER,
+    SYNCH_WORKER_WEIGHTS_TIMER,
+    TIMERS,
+)
+
+from rllib_grsn.algorithms.qmix.config import SHARED_MODULE_ID, QMixConfig
+from rllib_grsn.algorithms.qmix.episode_replay import TeamEpisodeReplay
+
+REPLAY_STATE_KEY = "team_episode_replay"
+COUNTERS_KEY = "qmix_counters"
+
+
+class QMix(Algorithm):
+    """QMIX (``mixer: qmix``) or VDN (``mixer: vdn``); registered as ``QMIX`` and ``VDN``."""
+
+    config: QMixConfig
+
+    @classmethod
+    @override(Algorithm)
+    def get_default_config(cls) -> QMixConfig:
+        return QMixConfig(cls)
+
+    @override(Algorithm)
+    def setup(self, config: QMixConfig) -> None:
+        super().setup(config)
+        self.replay_buffer = TeamEpisodeReplay(self.config.replay_capacity, seed=self.config.seed)
+        # Fractional updates carried between iterations (num_updates_per_episode need not be whole).
+        self._update_credit = 0.0
+        self._episodes_at_target_update = 0
+        self.num_gradient_steps = 0
+
+    @override(Algorithm)
+    def training_step(self) -> None:
+        cfg = self.config
+        with self.metrics.log_time((TIMERS, ENV_RUNNER_SAMPLING_TIMER)):
+            episodes, env_runner_results = synchronous_parallel_sample(
+                worker_set=self.env_runner_group,
+                concat=True,
+                sample_timeout_s=cfg.sample_timeout_s,
+                _uses_new_env_runners=True,
+                _return_metrics=True,
+            )
+        self.metrics.aggregate(env_runner_results, key=ENV_RUNNER_RESULTS)
+        with self.metrics.log_time((TIMERS, REPLAY_BUFFER_ADD_DATA_TIMER)):
+            self.replay_buffer.add(episodes)
+        self.metrics.log_value("replay_episodes", len(self.replay_buffer), window=1)
+
+        if len(self.replay_buffer) < max(cfg.num_episodes_before_learning_starts, 1):
+            return
+        self._update_credit += len(episodes) * cfg.num_updates_per_episode
+        num_updates = int(self._update_credit)
+        self._update_credit -= num_updates
+        if num_updates == 0:
+            return
+
+        sampled_lifetime = self.metrics.peek((ENV_RUNNER_RESULTS, NUM_ENV_STEPS_SAMPLED_LIFETIME), default=0)
+        for _ in range(num_updates):
+            with self.metrics.log_time((TIMERS, REPLAY_BUFFER_SAMPLE_TIMER)):
+                batch = self.replay_batch()
+            with self.metrics.log_time((TIMERS, LEARNER_UPDATE_TIMER)):
+                learner_results = self.learner_group.update(
+                    batch=batch, timesteps={NUM_ENV_STEPS_SAMPLED_LIFETIME: sampled_lifetime}
+                )
+            self.metrics.aggregate(learner_results, key=LEARNER_RESULTS)
+            self.num_gradient_steps += 1
+
+        if self.replay_buffer.num_added - self._episodes_at_target_update >= cfg.target_update_interval:
+            self.learner_group.foreach_learner(lambda learner: learner.update_target_networks())
+            self._episodes_at_target_update = self.replay_buffer.num_added
+
+        with self.metrics.log_time((TIMERS, SYNCH_WORKER_WEIGHTS_TIMER)):
+            self.env_runner_group.sync_weights(
+                from_worker_or_learner_group=self.learner_group,
+                policies=[SHARED_MODULE_ID],
+                inference_only=True,
+            )
+
+    def replay_batch(self) -> MultiAgentBatch:
+        """``train_batch_size_per_learner`` whole episodes from the replay, for the shared module."""
+        arrays = self.replay_buffer.sample(self.config.train_batch_size_per_learner)
+        env_steps = int(arrays["filled"].sum())
+        return MultiAgentBatch({SHARED_MODULE_ID: SampleBatch(arrays)}, env_steps=env_steps)
+
+    @override(Algorithm)
+    def get_state(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        state = super().get_state(*args, **kwargs)
+        if self.config.store_buffer_in_checkpoints:
+            state[REPLAY_STATE_KEY] = self.replay_buffer.get_state()
+        state[COUNTERS_KEY] = {
+            "update_credit": self._update_credit,
+            "episodes_added": self.replay_buffer.num_added,
+            "episodes_at_target_update": self._episodes_at_target_update,
+            "num_gradient_steps": self.num_gradient_steps,
+        }
+        return state
+
+    @override(Algorithm)
+    def set_state(self, state: dict[str, Any]) -> None:
+        super().set_state(state)
+        if REPLAY_STATE_KEY in state:
+            self.replay_buffer.set_state(state[REPLAY_STATE_KEY])
+        counters = state.get(COUNTERS_KEY)
+        if counters:
+            self._update_credit = float(counters["update_credit"])
+            self.replay_buffer.num_added = max(self.replay_buffer.num_added, int(counters["episodes_added"]))
+            self._episodes_at_target_update = int(counters["episodes_at_target_update"])
+            self.num_gradient_steps = int(counters["num_gradient_steps"])
+
+
+class VDN(QMix):
+    """VDN (Sunehag et al. 2018): QMix with the sum mixer; registered as ``VDN``."""
+
+    @classmethod
+    @override(Algorithm)
+    def get_default_config(cls) -> QMixConfig:
+        return QMixConfig(cls).training(mixer="vdn")

@@ -1,0 +1,218 @@
+"""AlgorithmConfig of QMIX and VDN (settings and their checks, no training code).
+
+Defaults are pymarl2's ``qmix.yaml`` (Hu et al. 2021), whose numbers the paper's Table 2 builds on:
+Adam lr 1e-3, batches of 128 whole episodes from a replay of 5000 episodes, TD(lambda) 0.6, gamma
+0.99, epsilon 1.0 -> 0.05 over 100k env steps, target networks copied every 200 episodes, mixing
+embed 32 with hypernetworks of 64, gradient-norm clip 10, 8 envs acting in parallel and one
+gradient step per 8 episodes. ``mixer: vdn`` gives VDN (Sunehag et al. 2018) with everything else
+the same.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ray.rllib.algorithms.algorithm_config import AlgorithmConfig, NotProvided
+
+from rllib_grsn.modules.connectors import agent_inputs_connector
+from rllib_grsn.modules.qmix import MIXERS
+from rllib_grsn.tracking.team_metrics import TeamMetricsCallback
+
+# All agents of the team act through this one module (parameter sharing, as pymarl's agents).
+SHARED_MODULE_ID = "shared"
+
+
+def map_agents_to_shared_module(agent_id: Any, episode: Any = None, **kwargs: Any) -> str:
+    """RLlib policy_mapping_fn: every agent uses the shared module. Module-level so it pickles."""
+    return SHARED_MODULE_ID
+
+
+def _set_provided(config: AlgorithmConfig, **values: Any) -> None:
+    for key, value in values.items():
+        if value is not NotProvided:
+            setattr(config, key, value)
+
+
+class QMixConfig(AlgorithmConfig):
+    """QMIX (Rashid et al. 2018) / VDN on a shared recurrent agent network.
+
+    Training (:meth:`training`):
+        lr: Adam learning rate of agent network and mixer (pymarl2: 1e-3).
+        train_batch_size_per_learner: whole episodes per gradient step (128).
+        mixer: ``qmix`` (monotonic hypernetwork mixer over the global state) or ``vdn`` (sum).
+        mixing_embed_dim, hypernet_hidden: QMixer sizes (32, 64).
+        double_q: pick the next action with the online network, value it with the target (True).
+        td_lambda: lambda of the TD(lambda) targets; 0 gives one-step targets (pymarl2: 0.6).
+        epsilon_start, epsilon_finish, epsilon_anneal_steps: linear epsilon-greedy schedule over
+            global env steps (1.0 -> 0.05 over 100k).
+        replay_capacity: whole episodes kept (5000; oldest evicted first).
+        num_episodes_before_learning_starts: replay size before the first update (one batch).
+        num_updates_per_episode: gradient steps per sampled episode (1/8: one step per 8 episodes).
+        target_update_interval: episodes between hard copies into the target networks (200).
+        store_buffer_in_checkpoints: save the replay with each checkpoint (off: a full SMAC replay
+            is gigabytes; a resumed run refills it while epsilon stays where it was).
+        grad_clip: global-norm gradient clip (10).
+    """
+
+    def __init__(self, algo_class: type | None = None):
+        from rllib_grsn.algorithms.qmix.algorithm import QMix
+
+        super().__init__(algo_class=algo_class or QMix)
+        self.lr = 1e-3
+        self.gamma = 0.99
+        self.train_batch_size_per_learner = 128
+        self.mixer = "qmix"
+        self.mixing_embed_dim = 32
+        self.hypernet_hidden = 64
+        self.double_q = True
+        self.td_lambda = 0.6
+        self.epsilon_start = 1.0
+        self.epsilon_finish = 0.05
+        self.epsilon_anneal_steps = 100_000
+        self.replay_capacity = 5000
+        self.num_episodes_before_learning_starts = 128
+        self.num_updates_per_episode = 0.125
+        self.target_update_interval = 200
+        self.store_buffer_in_checkpoints = False
+        self.grad_clip = 10.0
+        self.grad_clip_by = "global_norm"
+        # Acting: whole episodes (the replay stores episodes), 8 envs on the driver's EnvRunner.
+        self.num_env_runners = 0
+        self.num_envs_per_env_runner = 8
+        self.batch_mode = "complete_episodes"
+        self.min_sample_timesteps_per_iteration = 2000
+        self.min_time_s_per_iteration = None
+        # Every agent maps to the one shared module; the team adapters pass their own checks.
+        self.policies = {SHARED_MODULE_ID}
+        self.policy_mapping_fn = map_agents_to_shared_module
+        self._env_to_module_connector = agent_inputs_connector
+        self.disable_env_checking = True
+        self.callbacks_class = TeamMetricsCallback
+        # Greedy test episodes (pymarl's test_nepisode 32) report win rate and return.
+        self.evaluation_config = {"explore": False}
+
+    def training(  # type: ignore[override]
+        self,
+        *,
+        mixer: str | None = NotProvided,
+        mixing_embed_dim: int | None = NotProvided,
+        hypernet_hidden: int | None = NotProvided,
+        double_q: bool | None = NotProvided,
+        td_lambda: float | None = NotProvided,
+        epsilon_start: float | None = NotProvided,
+        epsilon_finish: float | None = NotProvided,
+        epsilon_anneal_steps: int | None = NotProvided,
+        replay_capacity: int | None = NotProvided,
+        num_episodes_before_learning_starts: int | None = NotProvided,
+        num_updates_per_episode: float | None = NotProvided,
+        target_update_interval: int | None = NotProvided,
+        store_buffer_in_checkpoints: bool | None = NotProvided,
+        **kwargs: Any,
+    ) -> QMixConfig:
+        super().training(**kwargs)
+        _set_provided(
+            self,
+            mixer=mixer,
+            mixing_embed_dim=mixing_embed_dim,
+            hypernet_hidden=hypernet_hidden,
+            double_q=double_q,
+            td_lambda=td_lambda,
+            epsilon_start=epsilon_start,
+            epsilon_finish=epsilon_finish,
+            epsilon_anneal_steps=epsilon_anneal_steps,
+            replay_capacity=replay_capacity,
+            num_episodes_before_learning_starts=num_episodes_before_learning_starts,
+            num_updates_per_episode=num_updates_per_episode,
+            target_update_interval=target_update_interval,
+            store_buffer_in_checkpoints=store_buffer_in_checkpoints,
+        )
+        return self
+
+    @property
+    def _model_config_auto_includes(self) -> dict[str, Any]:
+        return super()._model_config_auto_includes | {
+            "mixer": self.mixer,
+            "mixing_embed_dim": self.mixing_embed_dim,
+            "hypernet_hidden": self.hypernet_hidden,
+            "epsilon_start": self.epsilon_start,
+            "epsilon_finish": self.epsilon_finish,
+            "epsilon_anneal_steps": self.epsilon_anneal_steps,
+        }
+
+    def validate(self) -> None:
+        super().validate()
+        errors = self.off_policy_errors()
+        if errors:
+            self._value_error("; ".join(errors))
+
+    def off_policy_errors(self) -> list[str]:
+        """One message per bad setting (checked by ``validate`` and before Ray starts)."""
+        errors = []
+        if self.mixer not in MIXERS:
+            errors.append(f"mixer must be one of: {', '.join(MIXERS)}; got {self.mixer!r}")
+        for key, low, high in (
+            ("gamma", 0.0, 1.0),
+            ("td_lambda", 0.0, 1.0),
+            ("epsilon_start", 0.0, 1.0),
+            ("epsilon_finish", 0.0, 1.0),
+        ):
+            value = getattr(self, key)
+            if not _is_number(value) or not low <= value <= high:
+                errors.append(f"{key} must be a number in [{low:g}, {high:g}], got {value!r}")
+        if _is_number(self.epsilon_start) and _is_number(self.epsilon_finish):
+            if self.epsilon_finish > self.epsilon_start:
+                errors.append(
+                    f"epsilon_finish ({self.epsilon_finish}) must not exceed "
+                    f"epsilon_start ({self.epsilon_start})"
+                )
+        if not _is_number(self.num_updates_per_episode) or not self.num_updates_per_episode > 0:
+            errors.append(
+                f"num_updates_per_episode must be a number > 0, got {self.num_updates_per_episode!r}"
+            )
+        if not _is_number(self.lr) or not self.lr >= 0:
+            errors.append(f"lr must be a number >= 0, got {self.lr!r}")
+        for key, minimum in (
+            ("mixing_embed_dim", 1),
+            ("hypernet_hidden", 1),
+            ("epsilon_anneal_steps", 0),
+            ("replay_capacity", 1),
+            ("num_episodes_before_learning_starts", 0),
+            ("target_update_interval", 1),
+            ("train_batch_size_per_learner", 1),
+        ):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+                errors.append(f"{key} must be an integer >= {minimum}, got {value!r}")
+        if (
+            isinstance(self.replay_capacity, int)
+            and isinstance(self.train_batch_size_per_learner, int)
+            and self.replay_capacity < self.train_batch_size_per_learner
+        ):
+            errors.append(
+                f"replay_capacity ({self.replay_capacity}) must hold at least one batch "
+                f"(train_batch_size_per_learner = {self.train_batch_size_per_learner})"
+            )
+        if self.batch_mode != "complete_episodes":
+            errors.append(
+                "batch_mode must be 'complete_episodes' (QMIX replays whole episodes), "
+                f"got {self.batch_mode!r}"
+            )
+        if self.num_learners > 1:
+            errors.append("num_learners > 1 is not supported by QMIX yet; use 0 or 1")
+        return errors
+
+    def get_default_rl_module_spec(self):
+        from ray.rllib.core.rl_module.rl_module import RLModuleSpec
+
+        from rllib_grsn.modules.qmix import SpikingQMixModule
+
+        return RLModuleSpec(module_class=SpikingQMixModule)
+
+    def get_default_learner_class(self) -> type:
+        from rllib_grsn.algorithms.qmix.learner import QMixLearner
+
+        return QMixLearner
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
