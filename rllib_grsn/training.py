@@ -72,9 +72,14 @@ def run_experiment(
     if failed:
         print(f"{exp.name}: {failed} trial(s) failed: {[str(r.error) for r in grid if r.error is not None]}")
     ret = "n/a" if summary["return"] is None else f"{summary['return']:.2f}"
+    wins = ""
+    for key, label in (("win_rate", "win rate"), ("eval_win_rate", "test win rate")):
+        if summary[key] is not None:
+            wins += f", {label} {100 * summary[key]:.1f}%"
+    backend = f" (backend {metrics['backend']})" if metrics.get("backend") else ""
     print(
         f"{exp.name}: done after {summary['iteration']} iterations, "
-        f"{int(summary['env_steps'] or 0)} env steps, return {ret}"
+        f"{int(summary['env_steps'] or 0)} env steps, return {ret}{wins}{backend}"
     )
     if checkpoint:
         print(f"{exp.name}: final checkpoint {checkpoint}")

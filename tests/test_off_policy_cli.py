@@ -6,12 +6,7 @@ test_off_policy_algorithms.py; `--resume` itself in test_train_end_to_end.py.)""
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
-import subprocess
-import sys
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -34,32 +29,12 @@ CASES = {
 }
 
 
-def rllib(ray_tmp: Path, *args: object) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "COLUMNS", "LINES")}
-    env["RAY_TMPDIR"] = str(ray_tmp)
-    return subprocess.run(
-        [sys.executable, "-m", "rllib_grsn.cli", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        cwd=REPO,
-        env=env,
-    )
-
-
-@pytest.fixture
-def ray_tmp():
-    path = Path(tempfile.mkdtemp(prefix="rg", dir="/tmp"))  # short: Ray's sockets live under it
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
-
-
 @pytest.mark.parametrize("case", list(CASES))
-def test_train_then_evaluate(case, ray_tmp, tmp_path):
+def test_train_then_evaluate(case, rllib, tmp_path):
     file, experiment, env = CASES[case]
 
     run = rllib(
-        ray_tmp, "train", "file", REPO / "tuned_examples" / file,
+        "train", "file", REPO / "tuned_examples" / file,
         "--stop", json.dumps({"training_iteration": 1}),
         "--config", json.dumps(SMALL), "--storage-path", tmp_path, "--num-cpus", "2",
     )  # fmt: skip
@@ -71,6 +46,6 @@ def test_train_then_evaluate(case, ray_tmp, tmp_path):
     assert match, out[-3000:]
     checkpoint = Path(match.group(1))
 
-    run = rllib(ray_tmp, "evaluate", checkpoint, "--episodes", "2", "--seed", "0")
+    run = rllib("evaluate", checkpoint, "--episodes", "2", "--seed", "0")
     assert run.returncode == 0, (run.stdout + run.stderr)[-3000:]
     assert re.search(rf"^{env}: 2 episodes, return -?[\d.]+ \+- [\d.]+", run.stdout, re.MULTILINE), run.stdout

@@ -9,7 +9,7 @@ import torch
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 from ray.rllib.env.multi_agent_env_runner import MultiAgentEnvRunner
 
-import rllib_grsn.envs  # noqa: F401  (registers the team envs)
+import rllib_grsn.envs
 from rllib_grsn.algorithms.qmix import SHARED_MODULE_ID, QMixConfig, TeamEpisodeReplay, team_episode
 from rllib_grsn.evaluation import evaluate_checkpoint
 from rllib_grsn.modules.qmix import masked_q

@@ -23,6 +23,7 @@ from rllib_grsn.modules.connectors import agent_order
 
 WIN_RATE = "win_rate"
 TEAM_RETURN = "team_return_mean"
+BACKEND_EPISODES = "episodes_by_backend"
 METRICS_WINDOW = 100
 
 
@@ -43,11 +44,13 @@ def episode_team_metrics(episode: MultiAgentEpisode) -> dict[str, Any]:
 
 
 class TeamMetricsCallback(RLlibCallback):
-    """Logs ``win_rate`` and ``team_return_mean`` per episode and adds ``backend`` to each result."""
+    """Logs ``win_rate`` and ``team_return_mean`` per episode and adds ``backend`` to each result.
 
-    def on_episode_end(
-        self, *, episode: Any, metrics_logger: Any = None, env_runner: Any = None, **kwargs: Any
-    ) -> None:
+    The backend travels as a per-backend episode count (``env_runners/episodes_by_backend/<name>``),
+    so it reaches the algorithm through RLlib's own metrics aggregation from every EnvRunner.
+    """
+
+    def on_episode_end(self, *, episode: Any, metrics_logger: Any = None, **kwargs: Any) -> None:
         if not isinstance(episode, MultiAgentEpisode) or metrics_logger is None:
             return
         metrics = episode_team_metrics(episode)
@@ -59,13 +62,10 @@ class TeamMetricsCallback(RLlibCallback):
             metrics_logger.log_value(
                 WIN_RATE, float(metrics["battle_won"]), reduce="mean", window=METRICS_WINDOW
             )
-        if "backend" in metrics and env_runner is not None:
-            env_runner._rllib_grsn_backend = metrics["backend"]
+        if "backend" in metrics:
+            metrics_logger.log_value((BACKEND_EPISODES, metrics["backend"]), 1, reduce="sum")
 
     def on_train_result(self, *, algorithm: Any, result: dict, **kwargs: Any) -> None:
-        backends = algorithm.env_runner_group.foreach_env_runner(
-            lambda runner: getattr(runner, "_rllib_grsn_backend", None), local_env_runner=True
-        )
-        found = sorted({b for b in backends if b})
-        if found:
-            result["backend"] = ",".join(found)
+        counts = (result.get("env_runners") or {}).get(BACKEND_EPISODES) or {}
+        if counts:
+            result["backend"] = ",".join(sorted(counts))

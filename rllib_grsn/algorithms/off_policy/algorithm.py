@@ -17,24 +17,22 @@ import numpy as np
 from ray.rllib.algorithms.algorithm import Algorithm
 from ray.rllib.core import DEFAULT_MODULE_ID
 from ray.rllib.core.columns import Columns
-from ray.rllib.execution.rollout_ops import synchronous_parallel_sample
 from ray.rllib.policy.sample_batch import MultiAgentBatch, SampleBatch
 from ray.rllib.utils.annotations import override
 from ray.rllib.utils.metrics import (
     ALL_MODULES,
     ENV_RUNNER_RESULTS,
-    ENV_RUNNER_SAMPLING_TIMER,
     LEARNER_RESULTS,
     LEARNER_UPDATE_TIMER,
     NUM_ENV_STEPS_SAMPLED_LIFETIME,
     REPLAY_BUFFER_ADD_DATA_TIMER,
     REPLAY_BUFFER_SAMPLE_TIMER,
-    SYNCH_WORKER_WEIGHTS_TIMER,
     TIMERS,
 )
 
 from rllib_grsn.algorithms.off_policy.config import RecurrentOffPolicyConfig, RecurrentSACConfig, TD3Config
 from rllib_grsn.algorithms.replay import SequenceReplayBuffer
+from rllib_grsn.algorithms.sampling import sample_episodes, sync_acting_weights
 
 REPLAY_STATE_KEY = "sequence_replay_buffer"
 UPDATE_CREDIT_KEY = "update_credit"
@@ -83,15 +81,7 @@ class RecurrentOffPolicy(Algorithm):
     @override(Algorithm)
     def training_step(self) -> None:
         cfg = self.config
-        with self.metrics.log_time((TIMERS, ENV_RUNNER_SAMPLING_TIMER)):
-            episodes, env_runner_results = synchronous_parallel_sample(
-                worker_set=self.env_runner_group,
-                concat=True,
-                sample_timeout_s=cfg.sample_timeout_s,
-                _uses_new_env_runners=True,
-                _return_metrics=True,
-            )
-        self.metrics.aggregate(env_runner_results, key=ENV_RUNNER_RESULTS)
+        episodes = sample_episodes(self)
         with self.metrics.log_time((TIMERS, REPLAY_BUFFER_ADD_DATA_TIMER)):
             self.replay_buffer.add(episodes)
 
@@ -113,12 +103,7 @@ class RecurrentOffPolicy(Algorithm):
                 )
             self.metrics.aggregate(learner_results, key=LEARNER_RESULTS)
 
-        with self.metrics.log_time((TIMERS, SYNCH_WORKER_WEIGHTS_TIMER)):
-            self.env_runner_group.sync_weights(
-                from_worker_or_learner_group=self.learner_group,
-                policies=list(set(learner_results[0]) - {ALL_MODULES}),
-                inference_only=True,
-            )
+        sync_acting_weights(self, list(set(learner_results[0]) - {ALL_MODULES}))
 
     def sample_train_batch(self) -> MultiAgentBatch:
         """``train_batch_size_per_learner`` windows from the replay, as RLlib columns."""

@@ -10,19 +10,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from ray.rllib.algorithms.algorithm_config import AlgorithmConfig, NotProvided
+from ray.rllib.algorithms.algorithm_config import NotProvided
 
+from rllib_grsn.algorithms.config_checks import SelfCheckingConfig, integer_errors, set_provided
 from rllib_grsn.algorithms.replay import START_STATES
 from rllib_grsn.modules.twin_q import EXPLORATION_NOISE, RANDOM_STEPS
 
 
-def _set_provided(config: AlgorithmConfig, **values: Any) -> None:
-    for key, value in values.items():
-        if value is not NotProvided:
-            setattr(config, key, value)
-
-
-class RecurrentOffPolicyConfig(AlgorithmConfig):
+class RecurrentOffPolicyConfig(SelfCheckingConfig):
     """Settings shared by recurrent TD3 and SAC.
 
     Training (:meth:`training`):
@@ -80,7 +75,7 @@ class RecurrentOffPolicyConfig(AlgorithmConfig):
         **kwargs: Any,
     ) -> RecurrentOffPolicyConfig:
         super().training(**kwargs)
-        _set_provided(
+        set_provided(
             self,
             actor_lr=actor_lr,
             critic_lr=critic_lr,
@@ -99,12 +94,6 @@ class RecurrentOffPolicyConfig(AlgorithmConfig):
     def _model_config_auto_includes(self) -> dict[str, Any]:
         return super()._model_config_auto_includes | {RANDOM_STEPS: self.num_random_steps}
 
-    def validate(self) -> None:
-        super().validate()
-        errors = self.off_policy_errors()
-        if errors:
-            self._value_error("; ".join(errors))
-
     def off_policy_errors(self) -> list[str]:
         """One message per bad setting (checked by ``validate`` and before Ray starts)."""
         errors = []
@@ -122,16 +111,16 @@ class RecurrentOffPolicyConfig(AlgorithmConfig):
         if self.replay_start_state not in START_STATES:
             allowed = ", ".join(START_STATES)
             errors.append(f"replay_start_state must be one of: {allowed}; got {self.replay_start_state!r}")
-        for key, minimum in (
-            ("burn_in", 0),
-            ("replay_capacity", 1),
-            ("num_random_steps", 0),
-            ("num_steps_sampled_before_learning_starts", 0),
-            ("train_batch_size_per_learner", 1),
-        ):
-            value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-                errors.append(f"{key} must be an integer >= {minimum}, got {value!r}")
+        errors += integer_errors(
+            self,
+            {
+                "burn_in": 0,
+                "replay_capacity": 1,
+                "num_random_steps": 0,
+                "num_steps_sampled_before_learning_starts": 0,
+                "train_batch_size_per_learner": 1,
+            },
+        )
         if self.num_learners > 1:
             errors.append("num_learners > 1 is not supported by recurrent TD3/SAC yet; use 0 or 1")
         return errors
@@ -171,7 +160,7 @@ class TD3Config(RecurrentOffPolicyConfig):
         **kwargs: Any,
     ) -> TD3Config:
         super().training(**kwargs)
-        _set_provided(
+        set_provided(
             self,
             policy_delay=policy_delay,
             target_noise=target_noise,
@@ -238,7 +227,7 @@ class RecurrentSACConfig(RecurrentOffPolicyConfig):
         **kwargs: Any,
     ) -> RecurrentSACConfig:
         super().training(**kwargs)
-        _set_provided(
+        set_provided(
             self,
             alpha_lr=alpha_lr,
             initial_alpha=initial_alpha,

@@ -16,23 +16,21 @@ from __future__ import annotations
 from typing import Any
 
 from ray.rllib.algorithms.algorithm import Algorithm
-from ray.rllib.execution.rollout_ops import synchronous_parallel_sample
 from ray.rllib.policy.sample_batch import MultiAgentBatch, SampleBatch
 from ray.rllib.utils.annotations import override
 from ray.rllib.utils.metrics import (
     ENV_RUNNER_RESULTS,
-    ENV_RUNNER_SAMPLING_TIMER,
     LEARNER_RESULTS,
     LEARNER_UPDATE_TIMER,
     NUM_ENV_STEPS_SAMPLED_LIFETIME,
     REPLAY_BUFFER_ADD_DATA_TIMER,
     REPLAY_BUFFER_SAMPLE_TIMER,
-    SYNCH_WORKER_WEIGHTS_TIMER,
     TIMERS,
 )
 
 from rllib_grsn.algorithms.qmix.config import SHARED_MODULE_ID, QMixConfig
 from rllib_grsn.algorithms.qmix.episode_replay import TeamEpisodeReplay
+from rllib_grsn.algorithms.sampling import sample_episodes, sync_acting_weights
 
 REPLAY_STATE_KEY = "team_episode_replay"
 COUNTERS_KEY = "qmix_counters"
@@ -60,15 +58,7 @@ class QMix(Algorithm):
     @override(Algorithm)
     def training_step(self) -> None:
         cfg = self.config
-        with self.metrics.log_time((TIMERS, ENV_RUNNER_SAMPLING_TIMER)):
-            episodes, env_runner_results = synchronous_parallel_sample(
-                worker_set=self.env_runner_group,
-                concat=True,
-                sample_timeout_s=cfg.sample_timeout_s,
-                _uses_new_env_runners=True,
-                _return_metrics=True,
-            )
-        self.metrics.aggregate(env_runner_results, key=ENV_RUNNER_RESULTS)
+        episodes = sample_episodes(self)
         with self.metrics.log_time((TIMERS, REPLAY_BUFFER_ADD_DATA_TIMER)):
             self.replay_buffer.add(episodes)
         self.metrics.log_value("replay_episodes", len(self.replay_buffer), window=1)
@@ -96,12 +86,7 @@ class QMix(Algorithm):
             self.learner_group.foreach_learner(lambda learner: learner.update_target_networks())
             self._episodes_at_target_update = self.replay_buffer.num_added
 
-        with self.metrics.log_time((TIMERS, SYNCH_WORKER_WEIGHTS_TIMER)):
-            self.env_runner_group.sync_weights(
-                from_worker_or_learner_group=self.learner_group,
-                policies=[SHARED_MODULE_ID],
-                inference_only=True,
-            )
+        sync_acting_weights(self, [SHARED_MODULE_ID])
 
     def replay_batch(self) -> MultiAgentBatch:
         """``train_batch_size_per_learner`` whole episodes from the replay, for the shared module."""

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from ray.rllib.algorithms.algorithm_config import AlgorithmConfig, NotProvided
+from ray.rllib.algorithms.algorithm_config import NotProvided
 
+from rllib_grsn.algorithms.config_checks import SelfCheckingConfig, integer_errors, is_number, set_provided
 from rllib_grsn.modules.connectors import agent_inputs_connector
 from rllib_grsn.modules.qmix import MIXERS
 from rllib_grsn.tracking.team_metrics import TeamMetricsCallback
@@ -27,13 +28,7 @@ def map_agents_to_shared_module(agent_id: Any, episode: Any = None, **kwargs: An
     return SHARED_MODULE_ID
 
 
-def _set_provided(config: AlgorithmConfig, **values: Any) -> None:
-    for key, value in values.items():
-        if value is not NotProvided:
-            setattr(config, key, value)
-
-
-class QMixConfig(AlgorithmConfig):
+class QMixConfig(SelfCheckingConfig):
     """QMIX (Rashid et al. 2018) / VDN on a shared recurrent agent network.
 
     Training (:meth:`training`):
@@ -110,7 +105,7 @@ class QMixConfig(AlgorithmConfig):
         **kwargs: Any,
     ) -> QMixConfig:
         super().training(**kwargs)
-        _set_provided(
+        set_provided(
             self,
             mixer=mixer,
             mixing_embed_dim=mixing_embed_dim,
@@ -139,12 +134,6 @@ class QMixConfig(AlgorithmConfig):
             "epsilon_anneal_steps": self.epsilon_anneal_steps,
         }
 
-    def validate(self) -> None:
-        super().validate()
-        errors = self.off_policy_errors()
-        if errors:
-            self._value_error("; ".join(errors))
-
     def off_policy_errors(self) -> list[str]:
         """One message per bad setting (checked by ``validate`` and before Ray starts)."""
         errors = []
@@ -157,32 +146,32 @@ class QMixConfig(AlgorithmConfig):
             ("epsilon_finish", 0.0, 1.0),
         ):
             value = getattr(self, key)
-            if not _is_number(value) or not low <= value <= high:
+            if not is_number(value) or not low <= value <= high:
                 errors.append(f"{key} must be a number in [{low:g}, {high:g}], got {value!r}")
-        if _is_number(self.epsilon_start) and _is_number(self.epsilon_finish):
+        if is_number(self.epsilon_start) and is_number(self.epsilon_finish):
             if self.epsilon_finish > self.epsilon_start:
                 errors.append(
                     f"epsilon_finish ({self.epsilon_finish}) must not exceed "
                     f"epsilon_start ({self.epsilon_start})"
                 )
-        if not _is_number(self.num_updates_per_episode) or not self.num_updates_per_episode > 0:
+        if not is_number(self.num_updates_per_episode) or not self.num_updates_per_episode > 0:
             errors.append(
                 f"num_updates_per_episode must be a number > 0, got {self.num_updates_per_episode!r}"
             )
-        if not _is_number(self.lr) or not self.lr >= 0:
+        if not is_number(self.lr) or not self.lr >= 0:
             errors.append(f"lr must be a number >= 0, got {self.lr!r}")
-        for key, minimum in (
-            ("mixing_embed_dim", 1),
-            ("hypernet_hidden", 1),
-            ("epsilon_anneal_steps", 0),
-            ("replay_capacity", 1),
-            ("num_episodes_before_learning_starts", 0),
-            ("target_update_interval", 1),
-            ("train_batch_size_per_learner", 1),
-        ):
-            value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-                errors.append(f"{key} must be an integer >= {minimum}, got {value!r}")
+        errors += integer_errors(
+            self,
+            {
+                "mixing_embed_dim": 1,
+                "hypernet_hidden": 1,
+                "epsilon_anneal_steps": 0,
+                "replay_capacity": 1,
+                "num_episodes_before_learning_starts": 0,
+                "target_update_interval": 1,
+                "train_batch_size_per_learner": 1,
+            },
+        )
         if (
             isinstance(self.replay_capacity, int)
             and isinstance(self.train_batch_size_per_learner, int)
@@ -212,7 +201,3 @@ class QMixConfig(AlgorithmConfig):
         from rllib_grsn.algorithms.qmix.learner import QMixLearner
 
         return QMixLearner
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)

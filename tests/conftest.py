@@ -1,0 +1,42 @@
+"""Fixtures shared by the tests that run the `rllib` command as a user does (in a subprocess)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def ray_tmp() -> Iterator[Path]:
+    """A Ray temp dir of the test's own; short, because Ray's unix sockets live under it (108 bytes)."""
+    path = Path(tempfile.mkdtemp(prefix="rg", dir="/tmp"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def rllib(ray_tmp: Path) -> Callable[..., subprocess.CompletedProcess]:
+    """Runs ``rllib ARGS...`` from the repository root, without a cluster address from the caller's shell."""
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "COLUMNS", "LINES")}
+    env["RAY_TMPDIR"] = str(ray_tmp)
+
+    def run(*args: object, timeout: float = 600) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "rllib_grsn.cli", *map(str, args)],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            cwd=REPO,
+            env=env,
+        )
+
+    return run
