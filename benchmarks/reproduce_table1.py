@@ -22,20 +22,30 @@ and every record.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from ray.tune import Callback
 
+from benchmarks.tune_grid import (
+    REPO,
+    add_grid_options,
+    check_grid_args,
+    count_incomplete,
+    csv_choices,
+    experiment_for_trial,
+    load_records,
+    run_grid,
+    set_trials_dir,
+    train_and_collect,
+    train_recorded,
+    write_report,
+)
 from tuned_examples.generate_table1 import ALGO_SUFFIX, CORES
 from tuned_examples.generate_table1 import TASKS as GRID
 
-REPO = Path(__file__).resolve().parents[1]
 TUNED = REPO / "tuned_examples"
 # The grid is the one generate_table1.py writes the tuned examples from.
 TASKS = tuple(GRID)
@@ -60,14 +70,6 @@ def tuned_example(task: str, core: str) -> Path:
     return TUNED / f"{task}_{core}_{TASK_ALGO[task]}.yaml"
 
 
-def _nested(result: dict[str, Any], keys: tuple[str, ...]) -> Any:
-    for key in keys:
-        if not isinstance(result, dict) or key not in result:
-            return None
-        result = result[key]
-    return result
-
-
 def trial_path(trials_dir: Path, task: str, core: str, seed: int) -> Path:
     return trials_dir / f"{tuned_example(task, core).stem}_seed{seed}.json"
 
@@ -75,15 +77,8 @@ def trial_path(trials_dir: Path, task: str, core: str, seed: int) -> Path:
 def train_cell(config: dict[str, Any]) -> None:
     """Tune function trainable: one tuned example, one seed; writes its evaluation curve after every
     iteration to ``trials_dir`` (so an interrupted grid keeps every finished iteration)."""
-    import torch
-    from ray import tune
-
-    torch.set_num_threads(1)  # one core per trial, so parallel trials do not oversubscribe
-    from rllib_grsn.experiment import deep_merge, load_experiments
-
     task, core, seed = config["cell"]["task"], config["cell"]["core"], int(config["cell"]["seed"])
-    overrides = deep_merge(config.get("overrides") or {}, {"seed": seed})
-    (experiment,) = load_experiments(tuned_example(task, core), config=overrides)
+    experiment = experiment_for_trial(tuned_example(task, core), config.get("overrides") or {}, seed)
     steps = int(experiment.stop["num_env_steps_sampled_lifetime"] * config["steps_scale"])
     record = {
         "task": task,
@@ -98,97 +93,47 @@ def train_cell(config: dict[str, Any]) -> None:
         "wall_s": 0.0,
     }
     path = trial_path(Path(config["trials_dir"]), task, core, seed)
-    start = time.time()
-    algo = experiment.algo_config.build_algo()
-    try:
-        while not record["env_steps"] or record["env_steps"][-1] < steps:
-            result = algo.train()
-            eval_return = _nested(result, EVAL_RETURN)
-            eval_return = float("nan") if eval_return is None else float(eval_return)
-            record["env_steps"].append(int(result["num_env_steps_sampled_lifetime"]))
-            record["eval_returns"].append(eval_return)
-            record["final_eval_return"] = eval_return
-            record["complete"] = record["env_steps"][-1] >= steps
-            record["wall_s"] = round(time.time() - start, 1)
-            path.write_text(json.dumps(record))
-            tune.report({"env_steps": record["env_steps"][-1], "eval_return": eval_return})
-    finally:
-        algo.stop()
+    train_recorded(experiment, record, path, steps, {"eval_returns": EVAL_RETURN}, _final_eval_return)
 
 
-def run_grid(args: argparse.Namespace) -> None:
-    import ray
-    from ray import tune
+def _final_eval_return(algo: Any, record: dict[str, Any], result: dict[str, Any]) -> None:
+    record["final_eval_return"] = record["eval_returns"][-1]
 
-    cells = [(task, core) for task in args.tasks for core in args.cores]
-    args.trials_dir.mkdir(parents=True, exist_ok=True)
+
+def _describe(cell: dict[str, Any], last_result: dict[str, Any]) -> str:
+    final = last_result.get("eval_returns", float("nan"))
+    return f"{cell['task']} {cell['core']} seed {cell['seed']}: final eval return {final:.1f}"
+
+
+def train_grid(args: argparse.Namespace) -> None:
+    """Trains every requested (task, core, seed) without a complete record, ``--num-cpus`` at a time."""
     # Seed-major order: with fewer CPUs than trials, whole seeds of the table finish first.
-    grid = [
-        {"task": t, "core": c, "seed": seed}
+    cells = [
+        {"task": task, "core": core, "seed": seed}
         for seed in args.seed_list
-        for t, c in cells
-        if args.rerun or not _complete(trial_path(args.trials_dir, t, c, seed))
+        for task in args.tasks
+        for core in args.cores
     ]
-    if not grid:
-        print(f"every requested trial already has a complete record in {args.trials_dir}")
-        return
-    ray.init(num_cpus=args.num_cpus, include_dashboard=False, log_to_driver=False)
-    try:
-        storage = str(Path(args.storage_path).resolve())
-        tuner = tune.Tuner(
-            tune.with_resources(train_cell, {"cpu": 1}),
-            param_space={
-                "cell": tune.grid_search(grid),
-                "steps_scale": args.steps_scale,
-                "overrides": args.config,
-                "trials_dir": str(args.trials_dir.resolve()),
-            },
-            tune_config=tune.TuneConfig(max_concurrent_trials=args.num_cpus),
-            run_config=tune.RunConfig(
-                name="reproduce_table1", storage_path=storage, verbose=0, callbacks=[TrialProgress(len(grid))]
-            ),
-        )
-        tuner.fit()
-    finally:
-        ray.shutdown()
-
-
-def _complete(path: Path) -> bool:
-    try:
-        return bool(json.loads(path.read_text()).get("complete"))
-    except (OSError, ValueError):
-        return False
+    shared = {
+        "steps_scale": args.steps_scale,
+        "overrides": args.config,
+        "trials_dir": str(args.trials_dir.resolve()),
+    }
+    run_grid(
+        train_cell, cells, shared,
+        path_of=lambda c: trial_path(args.trials_dir, c["task"], c["core"], c["seed"]), rerun=args.rerun,
+        name="reproduce_table1", num_cpus=args.num_cpus, storage_path=args.storage_path, describe=_describe,
+    )  # fmt: skip
 
 
 def collect(args: argparse.Namespace) -> list[dict[str, Any]]:
     """The requested trials' records (complete or not) from ``trials_dir``."""
-    rows = []
-    for seed in args.seed_list:
-        for task in args.tasks:
-            for core in args.cores:
-                path = trial_path(args.trials_dir, task, core, seed)
-                if path.is_file():
-                    rows.append(json.loads(path.read_text()))
-    return rows
-
-
-class TrialProgress(Callback):
-    """One line per finished trial (a full grid runs for hours)."""
-
-    def __init__(self, total: int) -> None:
-        self.total = total
-        self.done = 0
-        self.start = time.time()
-
-    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self.done += 1
-        final = (trial.last_result or {}).get("eval_return", float("nan"))
-        cell = trial.config["cell"]
-        print(
-            f"[{self.done}/{self.total}] {cell['task']} {cell['core']} seed {cell['seed']}: "
-            f"final eval return {final:.1f} ({time.time() - self.start:.0f} s)",
-            flush=True,
-        )
+    return load_records(
+        trial_path(args.trials_dir, task, core, seed)
+        for seed in args.seed_list
+        for task in args.tasks
+        for core in args.cores
+    )
 
 
 def summarise(rows: list[dict[str, Any]], tasks: tuple[str, ...], cores: tuple[str, ...]) -> str:
@@ -243,14 +188,6 @@ def plot(rows: list[dict[str, Any]], tasks: tuple[str, ...], cores: tuple[str, .
     plt.close(fig)
 
 
-def _csv(value: str, allowed: tuple[str, ...], option: str) -> tuple[str, ...]:
-    items = tuple(v.strip() for v in value.split(",") if v.strip())
-    bad = [v for v in items if v not in allowed]
-    if bad or not items:
-        raise argparse.ArgumentTypeError(f"{option}: unknown {bad or value!r}; allowed: {', '.join(allowed)}")
-    return items
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description="Train the paper's Table 1 grid (tuned_examples/*_{sac,td3}.yaml) over seeds with "
@@ -259,18 +196,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--tasks",
-        type=lambda v: _csv(v, TASKS, "--tasks"),
+        type=lambda v: csv_choices(v, TASKS, "--tasks"),
         default=TASKS,
         help=f"comma-separated subset of {', '.join(TASKS)}",
     )
     parser.add_argument(
         "--cores",
-        type=lambda v: _csv(v, CORES, "--cores"),
+        type=lambda v: csv_choices(v, CORES, "--cores"),
         default=CORES,
         help=f"comma-separated subset of {', '.join(CORES)}",
     )
-    parser.add_argument("--seeds", type=int, default=5, help="seeds first-seed .. first-seed+N-1 per cell")
-    parser.add_argument("--first-seed", type=int, default=0, help="first seed of the range")
     parser.add_argument(
         "--steps-scale",
         type=float,
@@ -282,91 +217,44 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="1 seed, GRSN and LIF, a tenth of each budget: a check that fits 2 cores",
     )
-    parser.add_argument(
-        "--num-cpus", type=int, default=os.cpu_count() or 2, help="CPUs for Ray (one trial each)"
-    )
-    parser.add_argument(
-        "--storage-path", default=str(REPO / "results" / "table1"), help="Tune results directory"
-    )
-    parser.add_argument(
-        "--out",
-        type=Path,
-        default=REPO / "benchmarks" / "results" / "table1.json",
-        help="JSON with every trial's evaluation curve and the table",
-    )
-    parser.add_argument(
-        "--config",
-        type=_json_object,
-        default={},
-        help="JSON deep-merged into every tuned example's config, e.g. '{\"num_learners\": 1}'",
-    )
-    parser.add_argument(
-        "--rerun", action="store_true", help="train trials again even when a complete record exists"
-    )
-    parser.add_argument(
-        "--report-only", action="store_true", help="print the table from the records in --out's folder"
+    add_grid_options(
+        parser,
+        seeds=5,
+        storage_path=REPO / "results" / "table1",
+        out=REPO / "benchmarks" / "results" / "table1.json",
     )
     args = parser.parse_args(argv)
     if args.smoke:
         args.seeds, args.steps_scale = 1, 0.1
         if args.cores == CORES:
             args.cores = ("grsn", "lif")
-    if args.seeds < 1 or args.first_seed < 0 or not 0 < args.steps_scale <= 1 or args.num_cpus < 1:
-        parser.error("--seeds and --num-cpus must be >= 1, --first-seed >= 0 and --steps-scale in (0, 1]")
-    args.seed_list = list(range(args.first_seed, args.first_seed + args.seeds))
-    # One record per trial next to --out; a different budget or override gets its own folder.
-    tag = "" if args.steps_scale == 1.0 and not args.config else f"_scale{args.steps_scale:g}"
-    tag += "_custom" if args.config else ""
-    args.trials_dir = args.out.parent / f"{args.out.stem}_trials{tag}"
+    check_grid_args(parser, args)
+    if not 0 < args.steps_scale <= 1:
+        parser.error("--steps-scale must be in (0, 1]")
+    set_trials_dir(args, "" if args.steps_scale == 1.0 and not args.config else f"_scale{args.steps_scale:g}")
     return args
-
-
-def _json_object(text: str) -> dict[str, Any]:
-    try:
-        value = json.loads(text)
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(f"--config: not JSON: {err}") from None
-    if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError("--config: must be a JSON object")
-    return value
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    sys.path.insert(0, str(REPO))
-    from benchmarks.common import machine_description
-
     start = time.time()
-    if not args.report_only:
-        run_grid(args)
-    rows = collect(args)
+    rows = train_and_collect(args, train_grid, collect)
     table = summarise(rows, args.tasks, args.cores)
     report = {
-        "machine": machine_description(),
-        "command": " ".join(
-            ["python -m benchmarks.reproduce_table1", *(sys.argv[1:] if argv is None else argv)]
-        ),
         "seeds": args.seed_list,
         "steps_scale": args.steps_scale,
         "config": args.config,
         "wall_s": round(time.time() - start, 1),
         "table_markdown": table,
-        "trials": rows,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=1))
-    if rows:
-        try:
-            plot(rows, args.tasks, args.cores, args.out.with_suffix(".png"))
-        except ImportError:
-            print("matplotlib is not installed (pip install -e .[bench]); no plot written")
+    report = write_report(
+        args, argv, "benchmarks.reproduce_table1", report, rows,
+        lambda path: plot(rows, args.tasks, args.cores, path),
+    )  # fmt: skip
     print(table)
     print(f"\n{len(rows)} trial records ({report['machine']}); written to {args.out}")
     expected = len(args.seed_list) * len(args.tasks) * len(args.cores)
-    incomplete = expected - sum(1 for r in rows if r["complete"])
-    if incomplete:
-        print(f"{incomplete} of {expected} trials have no complete record (see {args.trials_dir})")
-    return 1 if incomplete else 0
+    return 1 if count_incomplete(rows, expected, args.trials_dir) else 0
 
 
 if __name__ == "__main__":

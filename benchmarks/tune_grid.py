@@ -1,0 +1,289 @@
+"""A Ray Tune grid of tuned examples over seeds, with one resumable JSON record per trial.
+
+Shared by the benchmarks that train many (tuned example, seed) trials: ``reproduce_table1.py``
+(the paper's Table 1) and ``qmix_learning_curve.py`` (issue #4's SMAX 8m learning curves). Both
+need the same things, and they are kept here so that a fix reaches both:
+
+- each trial is a Tune *function* trainable on one CPU with torch pinned to one thread, so N CPUs
+  run N trials side by side without oversubscribing (:func:`experiment_for_trial`);
+- a trial writes its record (the curve so far) after every iteration (:func:`train_recorded`), so
+  a grid killed after hours keeps every finished iteration, and running the same command again
+  skips the trials whose record is ``complete`` (:func:`run_grid`, :func:`is_complete`);
+- one line per finished trial (:class:`TrialProgress`), since a full grid runs for hours;
+- the same command-line options, parsed the same way (:func:`add_grid_options`,
+  :func:`check_grid_args`, :func:`csv_choices`, :func:`json_object`), and the same report file
+  (:func:`train_and_collect`, :func:`write_report`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ray.tune import Callback
+
+if TYPE_CHECKING:
+    from rllib_grsn.experiment import Experiment
+
+REPO = Path(__file__).resolve().parents[1]
+ENV_STEPS = "num_env_steps_sampled_lifetime"
+
+# Record key -> result key path; the value of every iteration is appended to the record's list.
+Series = dict[str, tuple[str, ...]]
+# Called after each iteration's values are appended, before the record is written.
+AfterIteration = Callable[[Any, dict[str, Any], dict[str, Any]], None]
+
+
+def nested(result: dict[str, Any], keys: tuple[str, ...]) -> Any:
+    """``result[k0][k1]...``, or None where a level is missing (evaluation runs only some iterations)."""
+    for key in keys:
+        if not isinstance(result, dict) or key not in result:
+            return None
+        result = result[key]
+    return result
+
+
+def is_complete(path: Path) -> bool:
+    """Whether ``path`` is a trial record that reached its env-step budget (unreadable: no)."""
+    try:
+        return bool(json.loads(path.read_text()).get("complete"))
+    except (OSError, ValueError):
+        return False
+
+
+def load_records(paths: Iterable[Path]) -> list[dict[str, Any]]:
+    """The records (complete or not) among ``paths`` that exist, in the order given."""
+    return [json.loads(path.read_text()) for path in paths if path.is_file()]
+
+
+def experiment_for_trial(path: Path, overrides: dict[str, Any], seed: int) -> Experiment:
+    """One tuned example with ``overrides`` deep-merged and ``seed`` set, inside a one-CPU trial.
+
+    torch is pinned to one thread first: Tune gives the trial one CPU, and torch's default (one
+    thread per core) would make parallel trials fight over every core.
+    """
+    import torch
+
+    torch.set_num_threads(1)
+    from rllib_grsn.experiment import deep_merge, load_experiments
+
+    (experiment,) = load_experiments(path, config=deep_merge(overrides, {"seed": seed}))
+    return experiment
+
+
+def train_recorded(
+    experiment: Experiment,
+    record: dict[str, Any],
+    path: Path,
+    steps: int,
+    series: Series,
+    after_iteration: AfterIteration | None = None,
+) -> None:
+    """Trains ``experiment`` to ``steps`` env steps, writing ``record`` to ``path`` after every iteration.
+
+    ``record`` needs an ``env_steps`` list and one list per key of ``series``; each iteration appends
+    the env steps so far and each series' value (NaN where the result lacks it, e.g. an iteration
+    without evaluation), calls ``after_iteration(algo, record, result)``, then sets ``complete``
+    and ``wall_s`` (build time included) and writes the file. Tune gets the latest values too.
+    """
+    from ray import tune
+
+    start = time.time()
+    algo = experiment.algo_config.build_algo()
+    try:
+        while not record["env_steps"] or record["env_steps"][-1] < steps:
+            result = algo.train()
+            record["env_steps"].append(int(result[ENV_STEPS]))
+            for key, keys in series.items():
+                value = nested(result, keys)
+                record[key].append(float("nan") if value is None else float(value))
+            if after_iteration is not None:
+                after_iteration(algo, record, result)
+            record["complete"] = record["env_steps"][-1] >= steps
+            record["wall_s"] = round(time.time() - start, 1)
+            path.write_text(json.dumps(record))
+            tune.report({"env_steps": record["env_steps"][-1], **{k: record[k][-1] for k in series}})
+    finally:
+        algo.stop()
+
+
+class TrialProgress(Callback):
+    """One line per finished trial, ``describe(cell, last_result)`` after the count and before the time."""
+
+    def __init__(self, total: int, describe: Callable[[dict[str, Any], dict[str, Any]], str]) -> None:
+        self.total = total
+        self.describe = describe
+        self.done = 0
+        self.start = time.time()
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self.done += 1
+        line = self.describe(trial.config["cell"], trial.last_result or {})
+        print(f"[{self.done}/{self.total}] {line} ({time.time() - self.start:.0f} s)", flush=True)
+
+
+def run_grid(
+    trainable: Callable[[dict[str, Any]], None],
+    cells: list[dict[str, Any]],
+    shared: dict[str, Any],
+    *,
+    path_of: Callable[[dict[str, Any]], Path],
+    rerun: bool,
+    name: str,
+    num_cpus: int,
+    storage_path: str,
+    describe: Callable[[dict[str, Any], dict[str, Any]], str],
+) -> None:
+    """Runs ``trainable`` once per cell (``config["cell"]``, plus ``shared``), one CPU each.
+
+    Cells whose record ``path_of(cell)`` is complete are skipped unless ``rerun``: that is how an
+    interrupted grid resumes. Ray is started here with ``num_cpus`` and shut down here, also on
+    errors, so a caller (or a test) never inherits a running Ray.
+    """
+    import ray
+    from ray import tune
+
+    todo = [cell for cell in cells if rerun or not is_complete(path_of(cell))]
+    if not todo:
+        print(f"every requested trial already has a complete record in {path_of(cells[0]).parent}")
+        return
+    path_of(todo[0]).parent.mkdir(parents=True, exist_ok=True)
+    ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
+    try:
+        tuner = tune.Tuner(
+            tune.with_resources(trainable, {"cpu": 1}),
+            param_space={"cell": tune.grid_search(todo), **shared},
+            tune_config=tune.TuneConfig(max_concurrent_trials=num_cpus),
+            run_config=tune.RunConfig(
+                name=name,
+                storage_path=str(Path(storage_path).resolve()),
+                verbose=0,
+                callbacks=[TrialProgress(len(todo), describe)],
+            ),
+        )
+        tuner.fit()
+    finally:
+        ray.shutdown()
+
+
+def train_and_collect(
+    args: argparse.Namespace,
+    train: Callable[[argparse.Namespace], None],
+    collect: Callable[[argparse.Namespace], list[dict[str, Any]]],
+) -> list[dict[str, Any]]:
+    """Trains the grid unless ``--report-only``, then reads back every requested record, earlier
+    runs' included: the report always covers the whole requested grid, not just this run."""
+    if not args.report_only:
+        train(args)
+    return collect(args)
+
+
+def csv_choices(value: str, allowed: tuple[str, ...], option: str) -> tuple[str, ...]:
+    """A comma-separated option value as a tuple, refused (naming what is allowed) if empty or unknown."""
+    items = tuple(v.strip() for v in value.split(",") if v.strip())
+    bad = [v for v in items if v not in allowed]
+    if bad or not items:
+        raise argparse.ArgumentTypeError(f"{option}: unknown {bad or value!r}; allowed: {', '.join(allowed)}")
+    return items
+
+
+def json_object(text: str) -> dict[str, Any]:
+    """A ``--config`` value: a JSON object, or an argparse error that says what is wrong."""
+    try:
+        value = json.loads(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"--config: not JSON: {err}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError("--config: must be a JSON object")
+    return value
+
+
+def add_grid_options(parser: argparse.ArgumentParser, *, seeds: int, storage_path: Path, out: Any) -> None:
+    """The options every grid benchmark has: seeds, Ray CPUs, where results go, overrides, resume."""
+    parser.add_argument(
+        "--seeds", type=int, default=seeds, help="seeds first-seed .. first-seed+N-1 per cell"
+    )
+    parser.add_argument("--first-seed", type=int, default=0, help="first seed of the range")
+    parser.add_argument(
+        "--num-cpus",
+        type=int,
+        default=os.cpu_count() or 2,
+        help="CPUs for Ray: that many trials run at once, one CPU each",
+    )
+    parser.add_argument("--storage-path", default=str(storage_path), help="Tune results directory")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=out,
+        help="JSON report (every trial's record and the table); the figure goes next to it as .png "
+        "and the per-trial records into <out>_trials*/",
+    )
+    parser.add_argument(
+        "--config",
+        type=json_object,
+        default={},
+        help="JSON deep-merged into every tuned example's config, e.g. '{\"num_learners\": 1}'",
+    )
+    parser.add_argument(
+        "--rerun", action="store_true", help="train trials again even when a complete record exists"
+    )
+    parser.add_argument(
+        "--report-only",
+        action="store_true",
+        help="train nothing: rebuild the table, JSON and figure from the records in --out's folder",
+    )
+
+
+def check_grid_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Refuses impossible grid options and sets ``args.seed_list``."""
+    if args.seeds < 1 or args.first_seed < 0 or args.num_cpus < 1:
+        parser.error("--seeds and --num-cpus must be >= 1 and --first-seed >= 0")
+    args.seed_list = list(range(args.first_seed, args.first_seed + args.seeds))
+
+
+def set_trials_dir(args: argparse.Namespace, tag: str) -> None:
+    """``args.trials_dir``: ``<out>_trials<tag>[_custom]`` next to ``--out``. Records of another budget
+    or override (``tag``, ``--config``) get their own folder, so one never passes for another."""
+    tag += "_custom" if args.config else ""
+    args.trials_dir = args.out.parent / f"{args.out.stem}_trials{tag}"
+
+
+def write_report(
+    args: argparse.Namespace,
+    argv: list[str] | None,
+    module: str,
+    report: dict[str, Any],
+    rows: list[dict[str, Any]],
+    plot: Callable[[Path], None],
+) -> dict[str, Any]:
+    """Writes ``--out`` (the machine, the command and ``report``, then every record) and its figure.
+
+    The machine and the exact command go first because a number is only comparable with others
+    measured on the same CPU with the same options.
+    """
+    from benchmarks.common import machine_description
+
+    command = " ".join([f"python -m {module}", *(sys.argv[1:] if argv is None else argv)])
+    report = {"machine": machine_description(), "command": command, **report, "trials": rows}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=1))
+    if rows:
+        try:
+            plot(args.out.with_suffix(".png"))
+        except ImportError:
+            print("matplotlib is not installed (pip install -e .[bench]); no plot written")
+    return report
+
+
+def count_incomplete(rows: list[dict[str, Any]], expected: int, trials_dir: Path) -> int:
+    """How many of the ``expected`` trials lack a complete record, said aloud when any do."""
+    incomplete = expected - sum(1 for r in rows if r["complete"])
+    if incomplete:
+        print(f"{incomplete} of {expected} trials have no complete record (see {trials_dir})")
+    return incomplete
