@@ -2,8 +2,9 @@
 
 Names (``env:`` in a tuned example, RLlib's ``config.environment(env=...)``):
 
-- ``smac``: a SMAC battle (``env_config``: ``map_name``, ``backend: auto | sc2 | smax``, other keys
-  passed to the chosen backend). ``sc2`` is StarCraft II (:class:`~rllib_grsn.envs.smac.SMACEnv`),
+- ``smac``: a SMAC battle (``env_config``: ``map_name``, ``backend: auto | sc2 | smax``,
+  ``vectorize: auto | sync | jax`` (see :func:`check_vectorize`), other keys passed to the chosen
+  backend). ``sc2`` is StarCraft II (:class:`~rllib_grsn.envs.smac.SMACEnv`),
   ``smax`` is JaxMARL's JAX re-implementation (:class:`~rllib_grsn.envs.smax.SMAXEnv`), ``auto`` (the
   default) picks StarCraft II when it is installed, else SMAX; see :func:`resolve_smac_backend`.
 - ``mpe_simple_spread``: mpe2's cooperative navigation with a shared team reward
@@ -42,6 +43,10 @@ MULTI_AGENT_ENVS: dict[str, str] = {
 
 SMAC_BACKENDS: tuple[str, ...] = ("auto", "sc2", "smax")
 
+# How an EnvRunner batches the sub-envs of the ``smac`` env (env_config ``vectorize``); read by
+# rllib_grsn.envs.team_env_runner.TeamEnvRunner.
+VECTORIZE_MODES: tuple[str, ...] = ("auto", "sync", "jax")
+
 # Messages already logged by resolve_smac_backend: the choice is logged once per process, not per env.
 _logged_backend_messages: set[str] = set()
 
@@ -77,6 +82,26 @@ def check_joint_action(
             )
         actions.append(action)
     return actions
+
+
+def check_vectorize(env_config: Mapping[str, Any] | None) -> str:
+    """The ``vectorize`` mode of an ``env_config`` (default ``"auto"``); raises ``ValueError`` if unknown.
+
+    - ``sync``: RLlib's ``SyncVectorMultiAgentEnv``, one Python ``step`` per sub-env;
+    - ``jax``: :class:`~rllib_grsn.envs.smax_vector.SMAXVectorEnv`, all sub-envs in one ``jax.vmap``-ed
+      call (SMAX backend only);
+    - ``auto``: ``jax`` for SMAX with more than one env per EnvRunner, else ``sync``.
+
+    The key configures the EnvRunner (:class:`~rllib_grsn.envs.team_env_runner.TeamEnvRunner`), not one
+    battle, so the env classes only check it; the ``smac`` creator drops it before StarCraft II, whose
+    options are passed on verbatim.
+    """
+    mode = dict(env_config or {}).get("vectorize", "auto")
+    if mode not in VECTORIZE_MODES:
+        raise ValueError(
+            f"unknown env_config vectorize {mode!r}; choose one of: {', '.join(VECTORIZE_MODES)}"
+        )
+    return str(mode)
 
 
 def _smac_importable() -> bool:
@@ -150,11 +175,18 @@ def make_multi_agent_env(name: str, env_config: Mapping[str, Any] | None = None)
     """Builds one of :data:`MULTI_AGENT_ENVS` by name (the Tune creators call this)."""
     config = dict(env_config or {})
     if name == "smac":
+        check_vectorize(config)
         backend = resolve_smac_backend(config)
         config["backend"] = backend
         if backend == "sc2":
             from rllib_grsn.envs.smac import SMACEnv
 
+            # An EnvRunner option, not a StarCraft II one: sub-envs of sc2 always step one by one.
+            if config.pop("vectorize", "auto") == "jax":
+                raise ValueError(
+                    "env_config vectorize: jax batches SMAX battles with jax.vmap and needs backend smax; "
+                    "this smac env runs StarCraft II (use vectorize: auto or sync)"
+                )
             return SMACEnv(config)
         from rllib_grsn.envs.smax import SMAXEnv
 

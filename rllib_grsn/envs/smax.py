@@ -36,7 +36,8 @@ AMD EPYC VM, jax 0.10.2 on CPU, 8m, one env, random masked actions): ``SMAXEnv.s
 0.4 ms (0.37-0.44 ms over runs), of which the jitted step is ~0.2-0.28 ms, the one device-to-host
 transfer and unpacking ~0.1 ms and action checks plus RLlib's per-agent dicts ~0.05 ms; that is
 ~2,500 env steps/s per env. Compilation costs ~1 s (reset) + ~2 s (step) once per map and process;
-27m_vs_30m steps in ~0.9 ms.
+27m_vs_30m steps in ~0.9 ms. Many battles per EnvRunner: :class:`~rllib_grsn.envs.smax_vector.SMAXVectorEnv`
+runs this module's reset and step under ``jax.vmap``, one jitted call for all sub-envs.
 
 ``jaxmarl`` is imported lazily (:func:`_jaxmarl`), so this module imports without it. Before that
 import, JAX is pointed at the CPU unless the user chose a platform (:func:`_prefer_cpu_for_jax`): one
@@ -58,7 +59,7 @@ import numpy as np
 from ray.rllib.env.multi_agent_env import MultiAgentEnv
 from ray.rllib.utils.typing import MultiAgentDict
 
-from rllib_grsn.envs.multi_agent import check_joint_action
+from rllib_grsn.envs.multi_agent import check_joint_action, check_vectorize
 from rllib_grsn.envs.smac import SMAC_MAPS, agent_id
 
 BACKEND = "smax"
@@ -81,7 +82,7 @@ SMAX_INSTALL_HINT = (
     "it brings JAX for CPU)."
 )
 
-ENV_CONFIG_KEYS = ("map_name", "episode_limit", "seed", "backend")
+ENV_CONFIG_KEYS = ("map_name", "episode_limit", "seed", "backend", "vectorize")
 
 
 class SMAXNotInstalledError(ImportError):
@@ -166,14 +167,30 @@ def _default_episode_limit() -> int:
 
 
 class _Frame(NamedTuple):
-    """One step's outputs, unpacked from the jitted function's single float32 vector."""
+    """Outputs unpacked from the jitted functions' float32 vector: one env's, or a batch of them.
+
+    Every field has the batch's leading axes (none for one env, ``(num_envs,)`` for
+    :class:`~rllib_grsn.envs.smax_vector.SMAXVectorEnv`) in front of the per-env shape given here.
+    """
 
     obs: np.ndarray  # (n_allies, obs_size)
     state: np.ndarray  # (state_size,)
     avail: np.ndarray  # (n_allies, n_actions), 0/1
     allies_alive: np.ndarray  # (n_allies,), bool
     enemies_alive: np.ndarray  # (n_enemies,), bool
-    reward: float  # the allies' team reward (0 after reset)
+    reward: np.ndarray  # (), the allies' team reward (0 after reset)
+
+
+def battle_outcome(frame: _Frame) -> tuple[np.ndarray, np.ndarray]:
+    """``(terminated, battle_won)`` of every env in ``frame`` (numpy bools with the batch's shape).
+
+    A battle ends when one team is wiped out (both at once is a draw); it is won, SMAX's own win
+    condition, when every enemy is dead while an ally lives. SMAX's ``done`` also fires at its time
+    limit, so it is not used: the time limit is a truncation, counted by the adapters.
+    """
+    allies_alive = frame.allies_alive.any(axis=-1)
+    enemies_alive = frame.enemies_alive.any(axis=-1)
+    return ~allies_alive | ~enemies_alive, allies_alive & ~enemies_alive
 
 
 @dataclass(frozen=True)
@@ -182,29 +199,78 @@ class _CompiledSMAX:
 
     ``reset(key) -> (key, state, packed)`` and ``step(key, state, actions) -> (key, state, packed)``
     keep the JaxMARL state and PRNG key on the JAX side; ``packed`` is one float32 vector that
-    :meth:`unpack` splits into a :class:`_Frame`.
+    :meth:`unpack` splits into a :class:`_Frame`. ``reset_fn`` and ``step_fn`` are the same functions
+    before ``jax.jit``: :class:`~rllib_grsn.envs.smax_vector.SMAXVectorEnv` ``vmap``-s them, so one
+    env and a batch of envs run the very same reset, step, key splits and packing.
     """
 
     env: Any
     reset: Callable[[Any], tuple[Any, Any, Any]]
     step: Callable[[Any, Any, Any], tuple[Any, Any, Any]]
     sizes: tuple[int, ...]  # lengths of the packed segments, in _Frame's field order
+    reset_fn: Callable[[Any], tuple[Any, Any, Any]]
+    step_fn: Callable[[Any, Any, Any], tuple[Any, Any, Any]]
 
     def unpack(self, packed: Any) -> _Frame:
-        """One device-to-host transfer, then numpy views split by :attr:`sizes` (copied by the caller)."""
+        """One device-to-host transfer, then numpy views split by :attr:`sizes` (copied by the caller).
+
+        ``packed`` is one env's vector or a batch ``(num_envs, packed_size)``; the leading axes are
+        kept on every field.
+        """
         import jax
 
         vector = np.asarray(jax.device_get(packed), dtype=np.float32)
-        obs, state, avail, allies_alive, enemies_alive, reward = np.split(vector, np.cumsum(self.sizes)[:-1])
-        n_allies = allies_alive.shape[0]
+        lead = vector.shape[:-1]
+        obs, state, avail, allies_alive, enemies_alive, reward = np.split(
+            vector, np.cumsum(self.sizes)[:-1], axis=-1
+        )
+        n_allies = allies_alive.shape[-1]
         return _Frame(
-            obs=obs.reshape(n_allies, -1),
+            obs=obs.reshape(*lead, n_allies, -1),
             state=state,
-            avail=avail.reshape(n_allies, -1),
+            avail=avail.reshape(*lead, n_allies, -1),
             allies_alive=allies_alive > 0.5,
             enemies_alive=enemies_alive > 0.5,
-            reward=float(reward[0]),
+            reward=reward[..., 0],
         )
+
+
+def _movement_table() -> np.ndarray:
+    """The movement vectors of SMAX's moves 0-3, as its discrete decoding computes them one env at a time.
+
+    JaxMARL 0.2.0 rotates ``(+-1/sqrt2, +-1/sqrt2)`` by 45 degrees with a 2x2 matrix product, in float32:
+    ``[r*v0 - r*v1, r*v0 + r*v1]`` with ``r = 1/sqrt2``, i.e. an exact 0 and ``+-0.99999994``.
+    """
+    r = np.float32(1.0) / np.sqrt(np.float32(2.0))
+    table = np.zeros((4, 2), dtype=np.float32)
+    for action in range(4):
+        v0 = np.float32((-1) ** (action // 2)) * r
+        v1 = np.float32((-1) ** (action // 2 + action % 2)) * r
+        table[action] = (r * v0 + (-r) * v1, r * v0 + r * v1)
+    return table
+
+
+def _make_movement_decoding_batch_invariant(smax: Any) -> None:
+    """Replaces SMAX's discrete action decoding on ``smax`` (this module's own instance) by a table lookup.
+
+    Why: under ``jax.vmap`` over envs, XLA on CPU emits JaxMARL's 2x2 rotation with fused
+    multiply-adds, so the zero component of a move becomes +-1.27e-8 and the ``vmap``-ed envs of
+    :mod:`rllib_grsn.envs.smax_vector` would drift (by an ulp in the previous-move observation
+    features) from one SMAXEnv. A gather from :func:`_movement_table` gives the same bits batched or
+    not, equal to what JaxMARL computes for one env (checked by the tests); attack decoding is
+    JaxMARL's, unchanged.
+    """
+    import jax.numpy as jnp
+
+    table = jnp.asarray(_movement_table())
+    stop = smax.num_movement_actions - 1  # actions >= stop: no movement (stop or an attack)
+
+    def decode_discrete_actions(actions: Any) -> tuple[Any, Any]:
+        moves = jnp.where((actions < stop)[:, None], table[jnp.clip(actions, 0, stop - 1)], 0.0)
+        attacks = jnp.where(actions > stop, actions, jnp.zeros_like(actions))
+        return moves, attacks
+
+    smax._decode_discrete_actions = decode_discrete_actions
 
 
 @functools.cache
@@ -227,6 +293,7 @@ def _compiled_smax(map_name: str) -> _CompiledSMAX:
     sizes = (n_allies * env.obs_size, env.state_size, n_allies * n_actions, n_allies, n_enemies, 1)
 
     smax = env._env  # the wrapped SMAX: map size, unit tables, feature layout
+    _make_movement_decoding_batch_invariant(smax)
     n_units, n_features = smax.num_agents, len(smax.own_features)
     position_scale = jnp.ones(n_features).at[1].set(1.0 / smax.map_width).at[2].set(1.0 / smax.map_height)
     max_type = max(1, len(smax.unit_type_names) - 1)
@@ -278,7 +345,9 @@ def _compiled_smax(map_name: str) -> _CompiledSMAX:
         # Every ally gets the same team reward in SMAX; ally_0's is that reward.
         return key, state, pack(obs, state, rewards[allies[0]])
 
-    return _CompiledSMAX(env=env, reset=jax.jit(reset), step=jax.jit(step), sizes=sizes)
+    return _CompiledSMAX(
+        env=env, reset=jax.jit(reset), step=jax.jit(step), sizes=sizes, reset_fn=reset, step_fn=step
+    )
 
 
 class SMAXEnv(MultiAgentEnv):
@@ -292,6 +361,9 @@ class SMAXEnv(MultiAgentEnv):
     - ``seed``: seeds the first episode's JAX key when :meth:`reset` gets no seed;
     - ``backend``: optional, ``"smax"`` or ``"auto"`` (accepted so the ``smac`` env name's config
       passes through unchanged);
+    - ``vectorize``: optional, ``"auto"``, ``"sync"`` or ``"jax"``; how the EnvRunner batches the
+      sub-envs (:func:`~rllib_grsn.envs.multi_agent.check_vectorize`), checked here but without
+      effect on one battle;
 
     anything else raises ``ValueError`` (SMAC's StarCraft II options have no SMAX meaning).
     """
@@ -308,6 +380,7 @@ class SMAXEnv(MultiAgentEnv):
         backend = config.get("backend", BACKEND)
         if backend not in (BACKEND, "auto"):
             raise ValueError(f"SMAXEnv is the SMAX backend; got backend={backend!r} (allowed: smax, auto)")
+        check_vectorize(config)
         self.map_name: str = str(config.get("map_name", "8m"))
         _check_map_name(self.map_name)
         episode_limit = config.get("episode_limit")
@@ -393,16 +466,14 @@ class SMAXEnv(MultiAgentEnv):
             self._key, self._state, np.asarray(actions, dtype=np.int32)
         )
         frame = self._compiled.unpack(packed)
-        allies_alive, enemies_alive = bool(frame.allies_alive.any()), bool(frame.enemies_alive.any())
-        # SMAX's win: every enemy dead while an ally lives (both teams dead at once is a draw).
-        battle_won = allies_alive and not enemies_alive
-        terminated_all = not allies_alive or not enemies_alive
+        terminated, won = battle_outcome(frame)
+        terminated_all, battle_won = bool(terminated), bool(won)
         self._t += 1
         truncated_all = self._t >= self.episode_limit and not terminated_all
         if terminated_all or truncated_all:
             self._episode_running = False
 
-        team_reward = frame.reward
+        team_reward = float(frame.reward)
         observations = self._observations(frame)
         rewards = {aid: team_reward for aid in self.agents}
         terminateds = {aid: terminated_all for aid in self.agents}

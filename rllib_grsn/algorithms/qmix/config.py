@@ -51,6 +51,7 @@ class QMixConfig(SelfCheckingConfig):
 
     def __init__(self, algo_class: type | None = None):
         from rllib_grsn.algorithms.qmix.algorithm import QMix
+        from rllib_grsn.envs.team_env_runner import TeamEnvRunner
 
         super().__init__(algo_class=algo_class or QMix)
         self.lr = 1e-3
@@ -74,6 +75,8 @@ class QMixConfig(SelfCheckingConfig):
         # Acting: whole episodes (the replay stores episodes), 8 envs on the driver's EnvRunner.
         self.num_env_runners = 0
         self.num_envs_per_env_runner = 8
+        # SMAX's sub-envs step in one jax.vmap-ed call (env_config vectorize); other envs as RLlib's.
+        self.env_runner_cls = TeamEnvRunner
         self.batch_mode = "complete_episodes"
         self.min_sample_timesteps_per_iteration = 2000
         self.min_time_s_per_iteration = None

@@ -1,0 +1,114 @@
+"""An RLlib ``MultiAgentEnvRunner`` that batches SMAX battles with ``jax.vmap`` (QMIX's EnvRunner).
+
+RLlib 2.60's ``MultiAgentEnvRunner.make_env`` always builds a ``SyncVectorMultiAgentEnv``, one Python
+``step`` per sub-env. For the ``smac`` env on the SMAX backend, :class:`TeamEnvRunner` builds a
+:class:`~rllib_grsn.envs.smax_vector.SMAXVectorEnv` instead, which steps every sub-env in one jitted
+call; everything else (``_sample``, episodes, connectors, callbacks, metrics) is RLlib's, unchanged,
+because the vector env keeps ``SyncVectorMultiAgentEnv``'s contract.
+
+env_config ``vectorize`` (:func:`~rllib_grsn.envs.multi_agent.check_vectorize`) picks the vector env:
+
+- ``auto`` (default): ``jax`` when the ``smac`` env resolves to backend ``smax`` and
+  ``num_envs_per_env_runner > 1``, else ``sync`` (one SMAX env gains nothing from a batch of one);
+- ``sync``: RLlib's own ``make_env``;
+- ``jax``: :class:`~rllib_grsn.envs.smax_vector.SMAXVectorEnv`; ``ValueError`` unless the env is
+  ``smac`` on backend ``smax``.
+
+Any other env (``mpe_simple_spread``, ``two_step_game``, StarCraft II) goes to RLlib's ``make_env``.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from ray.rllib.callbacks.utils import make_callback
+from ray.rllib.env.env_context import EnvContext
+from ray.rllib.env.multi_agent_env_runner import MultiAgentEnvRunner
+from ray.rllib.utils.pre_checks.env import check_multiagent_environments
+
+from rllib_grsn.envs.multi_agent import check_vectorize, resolve_smac_backend
+
+logger = logging.getLogger(__name__)
+
+SMAC_ENV = "smac"
+
+
+def vector_env_kind(env: Any, env_config: Any, num_envs: int) -> str:
+    """``"jax"`` or ``"sync"``: which vector env :class:`TeamEnvRunner` builds (see the module docstring).
+
+    ``env`` is the config's env (a registered name or a class); ``env_config`` its config. Raises
+    ``ValueError`` for an unknown ``vectorize`` or ``vectorize: jax`` without the SMAX backend.
+    """
+    mode = check_vectorize(env_config)
+    if mode == "sync":
+        return "sync"
+    backend = resolve_smac_backend(env_config) if env == SMAC_ENV else None
+    if backend != "smax":
+        if mode == "jax":
+            what = f"the smac env resolves to backend {backend}" if backend else f"the env is {env!r}"
+            raise ValueError(
+                "env_config vectorize: jax batches SMAX battles with jax.vmap and needs the smac env on "
+                f"backend smax, but {what}; use vectorize: auto or sync"
+            )
+        return "sync"
+    if mode == "jax" or num_envs > 1:
+        return "jax"
+    return "sync"
+
+
+class TeamEnvRunner(MultiAgentEnvRunner):
+    """``MultiAgentEnvRunner`` whose ``make_env`` builds a ``SMAXVectorEnv`` for SMAX, RLlib's otherwise."""
+
+    def make_env(self) -> None:
+        """Builds ``self.env`` as RLlib's ``make_env`` does, with a ``SMAXVectorEnv`` where it applies.
+
+        The jax branch repeats the parent's bookkeeping (close the old env, ``EnvContext``, optional
+        env checks, the initial-reset flag, the ``on_environment_created`` callback); only the vector
+        env differs. It is also what RLlib calls to recreate a failed env.
+        """
+        kind = vector_env_kind(
+            self.config.env, self.config.env_config, int(self.config.num_envs_per_env_runner)
+        )
+        if kind == "sync":
+            super().make_env()
+            return
+        from rllib_grsn.envs.smax import SMAXEnv
+        from rllib_grsn.envs.smax_vector import SMAXVectorEnv
+
+        if self.env is not None:
+            try:
+                self.env.close()
+            except Exception as exc:  # as RLlib: a failing close must not stop the rebuild
+                logger.warning(f"Tried closing the existing env (multi-agent), but failed with error: {exc}")
+            self.env = None
+
+        env_ctx = self.config.env_config
+        if not isinstance(env_ctx, EnvContext):
+            env_ctx = EnvContext(
+                env_ctx,
+                worker_index=self.worker_index,
+                num_workers=self.config.num_env_runners,
+                remote=self.config.remote_worker_envs,
+            )
+        # As the smac env creator does for one env: the resolved backend, no StarCraft II keys.
+        env_config = {**dict(env_ctx), "backend": "smax"}
+        self.env = SMAXVectorEnv(env_config, num_envs=int(self.config.num_envs_per_env_runner))
+        self.num_envs = self.env.num_envs
+        if not self.config.disable_env_checking:
+            # RLlib checks each sub-env by resetting and stepping it; the vector env's sub-envs are
+            # views, so one real SMAXEnv of the same config stands in for them (same battle code).
+            check_multiagent_environments(SMAXEnv(env_config))
+
+        self._needs_initial_reset = True
+        make_callback(
+            "on_environment_created",
+            callbacks_objects=self._callbacks,
+            callbacks_functions=self.config.callbacks_on_environment_created,
+            kwargs=dict(
+                env_runner=self,
+                metrics_logger=self.metrics,
+                env=self.env.unwrapped,
+                env_context=env_ctx,
+            ),
+        )
