@@ -102,7 +102,8 @@ def build_evaluation_runner(
             f"{checkpoint}: no module weights at {', '.join(str(modules_dir / m) for m in missing)}"
         )
 
-    runner_cls = MultiAgentEnvRunner if config.is_multi_agent else SingleAgentEnvRunner
+    default_cls = MultiAgentEnvRunner if config.is_multi_agent else SingleAgentEnvRunner
+    runner_cls = config.env_runner_cls or default_cls  # e.g. QMIX's TeamEnvRunner
     runner = runner_cls(config=config)
     env_runner_dir = checkpoint / "env_runner"
     if env_runner_dir.is_dir():

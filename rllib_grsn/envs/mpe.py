@@ -30,13 +30,12 @@ import importlib
 from collections.abc import Mapping
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
 from ray.rllib.env.multi_agent_env import MultiAgentEnv
 from ray.rllib.utils.typing import MultiAgentDict
 
 from rllib_grsn.envs.multi_agent import check_joint_action
-from rllib_grsn.envs.smac import agent_id
+from rllib_grsn.envs.team_layout import agent_id, check_env_config_keys, set_team_spaces, unbounded_box
 
 BACKEND = "mpe"
 
@@ -76,12 +75,7 @@ class SimpleSpreadEnv(MultiAgentEnv):
     def __init__(self, env_config: Mapping[str, Any] | None = None):
         super().__init__()
         config = dict(env_config or {})
-        unknown = sorted(set(config) - set(ENV_CONFIG_KEYS), key=str)
-        if unknown:
-            raise ValueError(
-                f"unknown env_config key(s) for mpe_simple_spread: {unknown}; allowed: "
-                f"{', '.join(ENV_CONFIG_KEYS)}"
-            )
+        check_env_config_keys(config, ENV_CONFIG_KEYS, "mpe_simple_spread")
         self.n_agents: int = _positive_int("n_agents", config.get("n_agents", 3))
         if self.n_agents < 2:
             raise ValueError(f"n_agents for mpe_simple_spread: needs at least 2 agents, got {self.n_agents}")
@@ -109,20 +103,13 @@ class SimpleSpreadEnv(MultiAgentEnv):
             self._has_state = False
             self.state_shape = self.obs_shape * self.n_agents
 
-        self.possible_agents = expected
-        self.agents = list(self.possible_agents)
-        agent_obs_space = gym.spaces.Dict(
-            {
-                "action_mask": gym.spaces.Box(0.0, 1.0, (self.n_actions,), np.float32),
-                "obs": gym.spaces.Box(-np.inf, np.inf, (self.obs_shape,), np.float32),
-                "state": gym.spaces.Box(-np.inf, np.inf, (self.state_shape,), np.float32),
-            }
+        set_team_spaces(
+            self,
+            self.n_agents,
+            self.n_actions,
+            unbounded_box(self.obs_shape),
+            unbounded_box(self.state_shape),
         )
-        agent_action_space = gym.spaces.Discrete(self.n_actions)
-        self.observation_spaces = {aid: agent_obs_space for aid in self.agents}
-        self.action_spaces = {aid: agent_action_space for aid in self.agents}
-        self.observation_space = gym.spaces.Dict(self.observation_spaces)
-        self.action_space = gym.spaces.Dict(self.action_spaces)
 
         self._mask = np.ones((self.n_agents, self.n_actions), dtype=np.float32)
         self._first_reset = True

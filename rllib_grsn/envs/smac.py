@@ -45,10 +45,11 @@ import importlib
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
 from ray.rllib.env.multi_agent_env import MultiAgentEnv
 from ray.rllib.utils.typing import MultiAgentDict
+
+from rllib_grsn.envs.team_layout import set_team_spaces, unbounded_box
 
 # Map name -> number of (controlled) agents, for the SMAC maps this project supports on StarCraft II.
 SMAC_MAPS: dict[str, int] = {
@@ -99,11 +100,6 @@ def _starcraft2_env_class() -> Callable[..., Any]:
     return module.StarCraft2Env
 
 
-def agent_id(index: int) -> str:
-    """RLlib AgentID of SMAC's agent ``index``."""
-    return f"agent_{index}"
-
-
 class SMACEnv(MultiAgentEnv):
     """One SMAC ``StarCraft2Env`` battle as an RLlib multi-agent env (see the module docstring).
 
@@ -147,22 +143,13 @@ class SMACEnv(MultiAgentEnv):
                 f"{SMAC_MAPS[self.map_name]}; the installed SMAC does not match this adapter."
             )
 
-        self.possible_agents = [agent_id(i) for i in range(self.n_agents)]
-        self.agents = list(self.possible_agents)
-        agent_obs_space = gym.spaces.Dict(
-            {
-                "action_mask": gym.spaces.Box(0.0, 1.0, (self.n_actions,), np.float32),
-                "obs": gym.spaces.Box(-np.inf, np.inf, (self.obs_shape,), np.float32),
-                "state": gym.spaces.Box(-np.inf, np.inf, (self.state_shape,), np.float32),
-            }
+        set_team_spaces(
+            self,
+            self.n_agents,
+            self.n_actions,
+            unbounded_box(self.obs_shape),
+            unbounded_box(self.state_shape),
         )
-        agent_action_space = gym.spaces.Discrete(self.n_actions)
-        # New API stack: RLlib reads per-agent spaces from these dicts (get_observation_space(aid)).
-        self.observation_spaces = {aid: agent_obs_space for aid in self.agents}
-        self.action_spaces = {aid: agent_action_space for aid in self.agents}
-        # The same, as gym Dicts keyed by AgentID, for code that still reads the old attributes.
-        self.observation_space = gym.spaces.Dict(self.observation_spaces)
-        self.action_space = gym.spaces.Dict(self.action_spaces)
 
         self._launched = False  # StarCraft II starts on the SC2 env's first reset().
         self._episode_running = False

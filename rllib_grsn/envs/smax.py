@@ -60,7 +60,8 @@ from ray.rllib.env.multi_agent_env import MultiAgentEnv
 from ray.rllib.utils.typing import MultiAgentDict
 
 from rllib_grsn.envs.multi_agent import check_joint_action, check_vectorize
-from rllib_grsn.envs.smac import SMAC_MAPS, agent_id
+from rllib_grsn.envs.smac import SMAC_MAPS
+from rllib_grsn.envs.team_layout import check_env_config_keys, set_team_spaces, unbounded_box
 
 BACKEND = "smax"
 
@@ -371,12 +372,9 @@ class SMAXEnv(MultiAgentEnv):
     def __init__(self, env_config: Mapping[str, Any] | None = None):
         super().__init__()
         config = dict(env_config or {})
-        unknown = sorted(set(config) - set(ENV_CONFIG_KEYS), key=str)
-        if unknown:
-            raise ValueError(
-                f"unknown env_config key(s) for SMAX: {unknown}; allowed: {', '.join(ENV_CONFIG_KEYS)} "
-                "(StarCraft II options such as `difficulty` need backend sc2)"
-            )
+        check_env_config_keys(
+            config, ENV_CONFIG_KEYS, "SMAX", " (StarCraft II options such as `difficulty` need backend sc2)"
+        )
         backend = config.get("backend", BACKEND)
         if backend not in (BACKEND, "auto"):
             raise ValueError(f"SMAXEnv is the SMAX backend; got backend={backend!r} (allowed: smax, auto)")
@@ -410,20 +408,13 @@ class SMAXEnv(MultiAgentEnv):
                 f"SMAX_MAPS expects {SMAX_MAPS[self.map_name]}; the installed jaxmarl does not match."
             )
 
-        self.possible_agents = [agent_id(i) for i in range(self.n_agents)]
-        self.agents = list(self.possible_agents)
-        agent_obs_space = gym.spaces.Dict(
-            {
-                "action_mask": gym.spaces.Box(0.0, 1.0, (self.n_actions,), np.float32),
-                "obs": gym.spaces.Box(-np.inf, np.inf, (self.obs_shape,), np.float32),
-                "state": gym.spaces.Box(0.0, 1.0, (self.state_shape,), np.float32),
-            }
+        set_team_spaces(
+            self,
+            self.n_agents,
+            self.n_actions,
+            unbounded_box(self.obs_shape),
+            gym.spaces.Box(0.0, 1.0, (self.state_shape,), np.float32),
         )
-        agent_action_space = gym.spaces.Discrete(self.n_actions)
-        self.observation_spaces = {aid: agent_obs_space for aid in self.agents}
-        self.action_spaces = {aid: agent_action_space for aid in self.agents}
-        self.observation_space = gym.spaces.Dict(self.observation_spaces)
-        self.action_space = gym.spaces.Dict(self.action_spaces)
 
         self._key: Any = None  # JAX PRNG key, created at the first reset.
         self._state: Any = None  # JaxMARL state of the running episode.

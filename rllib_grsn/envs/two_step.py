@@ -37,7 +37,7 @@ from ray.rllib.env.multi_agent_env import MultiAgentEnv
 from ray.rllib.utils.typing import MultiAgentDict
 
 from rllib_grsn.envs.multi_agent import check_joint_action
-from rllib_grsn.envs.smac import agent_id
+from rllib_grsn.envs.team_layout import check_env_config_keys, set_team_spaces
 
 BACKEND = "two_step"
 
@@ -60,12 +60,7 @@ class TwoStepGameEnv(MultiAgentEnv):
     def __init__(self, env_config: Mapping[str, Any] | None = None):
         super().__init__()
         config = dict(env_config or {})
-        unknown = sorted(set(config) - set(ENV_CONFIG_KEYS), key=str)
-        if unknown:
-            raise ValueError(
-                f"unknown env_config key(s) for two_step_game: {unknown}; "
-                f"allowed: {', '.join(ENV_CONFIG_KEYS)}"
-            )
+        check_env_config_keys(config, ENV_CONFIG_KEYS, "two_step_game")
         agent_id_in_obs = config.get("agent_id_in_obs", True)
         if not isinstance(agent_id_in_obs, bool):
             raise ValueError(
@@ -77,20 +72,13 @@ class TwoStepGameEnv(MultiAgentEnv):
         self.state_shape: int = N_STATES
         self.obs_shape: int = N_STATES + (N_AGENTS if agent_id_in_obs else 0)
 
-        self.possible_agents = [agent_id(i) for i in range(N_AGENTS)]
-        self.agents = list(self.possible_agents)
-        agent_obs_space = gym.spaces.Dict(
-            {
-                "action_mask": gym.spaces.Box(0.0, 1.0, (self.n_actions,), np.float32),
-                "obs": gym.spaces.Box(0.0, 1.0, (self.obs_shape,), np.float32),
-                "state": gym.spaces.Box(0.0, 1.0, (self.state_shape,), np.float32),
-            }
+        set_team_spaces(
+            self,
+            N_AGENTS,
+            self.n_actions,
+            gym.spaces.Box(0.0, 1.0, (self.obs_shape,), np.float32),
+            gym.spaces.Box(0.0, 1.0, (self.state_shape,), np.float32),
         )
-        agent_action_space = gym.spaces.Discrete(self.n_actions)
-        self.observation_spaces = {aid: agent_obs_space for aid in self.agents}
-        self.action_spaces = {aid: agent_action_space for aid in self.agents}
-        self.observation_space = gym.spaces.Dict(self.observation_spaces)
-        self.action_space = gym.spaces.Dict(self.action_spaces)
 
         self._mask = np.ones((self.n_agents, self.n_actions), dtype=np.float32)
         self._state = STATE_1
