@@ -1,4 +1,4 @@
-"""The ``rllib`` command: ``rllib train file X.yaml`` and ``rllib evaluate CHECKPOINT``.
+"""The ``rllib`` command: ``rllib train file X.yaml``, ``rllib evaluate CKPT`` and ``rllib energy CKPT``.
 
 Ray 2.60 ships no ``rllib`` console script; this one restores the classic workflow on RLlib's new
 API stack. Files are validated before Ray starts (exit code 2 with one line per problem); training
@@ -23,6 +23,26 @@ examples:
   rllib train file tuned_examples/cartpole_p_grsn.yaml --stop '{"training_iteration": 1}'
   rllib train file tuned_examples/cartpole_p_grsn.yaml --config '{"model_config": {"core": "lif"}}'
   rllib evaluate ~/ray_results/cartpole-p-grsn/PPO_.../checkpoint_000009 --episodes 20
+  rllib energy ~/ray_results/cartpole-p-grsn/PPO_.../checkpoint_000009 --samples 1024
+"""
+
+ENERGY_DESCRIPTION = """\
+Estimate the energy per decision of a checkpoint (paper Section 5.4, Table 4), measured on real
+inputs: greedy episodes of the checkpoint's own env are rolled out until at least --samples
+decisions are recorded (the observations the module received after its connectors); each episode
+is replayed from its start with the recurrent state carried as in acting (TAP), and --samples
+decisions (one agent at one env step) are sampled and averaged.
+
+counting rules:
+  Eq. 15  a layer fed by a spiking core does one accumulate per emitted spike and outgoing
+          connection (spikes x fan-out, measured on this decision's spikes): 0.9 pJ each
+          -> the SNN (K) column
+  Eq. 16  every other connection is a multiply-accumulate (in x out, plus bias adds): dense
+          layers and the GRSN gates -> MLP (K); GRU cores 3 x (in h + h h) + 6h -> RNN (K): 4.6 pJ each
+  Element-wise neuron updates (leak, threshold, reset) and activations are not counted.
+  QMIX: the mixer (learner-side, with the run's global states) is reported separately per team
+  step. A GRU checkpoint fills the RNN columns and a spiking one the SNN columns, so the GRU/GRSN
+  ratio reads off one command each.
 """
 
 
@@ -30,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rllib", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{train,evaluate}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{train,evaluate,energy}")
 
     train = sub.add_parser("train", help="train from a tuned_examples YAML file")
     train_sub = train.add_subparsers(dest="source", required=True, metavar="file")
@@ -83,6 +103,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--explore", action="store_true", help="sample actions stochastically instead of greedily"
     )
     ev.add_argument("--seed", type=int, default=None, help="seed for the evaluation envs")
+
+    en = sub.add_parser(
+        "energy",
+        help="synaptic operations and energy per decision of a checkpoint (Table 4 layout)",
+        description=ENERGY_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    en.add_argument("checkpoint", help="checkpoint directory (…/checkpoint_000NNN)")
+    en.add_argument(
+        "--samples", type=int, default=1024, metavar="N", help="decisions sampled and averaged (default 1024)"
+    )
+    en.add_argument("--seed", type=int, default=None, help="seed for the envs and the decision sample")
     return parser
 
 
@@ -174,10 +206,27 @@ def evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def energy(args: argparse.Namespace) -> int:
+    if args.samples < 1:
+        return _fail("--samples: must be >= 1")
+    path = Path(args.checkpoint).expanduser()
+    from rllib_grsn.energy.checkpoint import checkpoint_energy
+    from rllib_grsn.evaluation import CheckpointError
+
+    try:
+        result = checkpoint_energy(path, samples=args.samples, seed=args.seed)
+    except (CheckpointError, TypeError) as err:  # TypeError: a module with no energy adapter
+        return _fail(str(err))
+    print(result.format())
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "train":
         return train_file(args)
+    if args.command == "energy":
+        return energy(args)
     return evaluate(args)
 
 

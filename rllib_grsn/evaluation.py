@@ -84,6 +84,11 @@ def load_checkpoint_config(checkpoint: Path) -> AlgorithmConfig:
     return AlgorithmConfig.from_state(state)
 
 
+def modules_dir_of(checkpoint: Path) -> Path:
+    """Where an Algorithm checkpoint keeps the learner's RLModules (one folder per module id)."""
+    return Path(checkpoint) / "learner_group" / "learner" / "rl_module"
+
+
 def build_evaluation_runner(
     checkpoint: Path, *, seed: int | None = None
 ) -> SingleAgentEnvRunner | MultiAgentEnvRunner:
@@ -94,7 +99,7 @@ def build_evaluation_runner(
     config.env_runners(num_env_runners=0, num_envs_per_env_runner=1)
     if seed is not None:
         config.debugging(seed=seed)
-    modules_dir = checkpoint / "learner_group" / "learner" / "rl_module"
+    modules_dir = modules_dir_of(checkpoint)
     module_ids = sorted(config.policies) if config.is_multi_agent else [DEFAULT_MODULE_ID]
     missing = [m for m in module_ids if not (modules_dir / m).is_dir()]
     if missing:

@@ -121,8 +121,20 @@ def format_table4(
         else:
             cells += [_k(row.mixer.mac_dense + row.mixer.sop_spiking), _k(row.mixer.pj_per_decision)]
         lines.append("| " + " | ".join(cells) + " |")
-        paper = PAPER_TABLE4.get(row.env) if with_paper else None
+        # "8m [smax]" is compared with the paper's (SMAC) 8m row, which stays labelled as the paper's.
+        paper_env = row.env.split(" [")[0]
+        paper = PAPER_TABLE4.get(paper_env) if with_paper else None
         if paper is not None:
             values = [_plain(paper[key]) for key in _PAPER_KEYS]
-            lines.append("| " + " | ".join([f"{row.env} (paper)", *values, "-"]) + " |")
+            lines.append(
+                "| "
+                + " | ".join(
+                    [
+                        f"{paper_env} (paper, SMAC)" if paper_env != row.env else f"{row.env} (paper)",
+                        *values,
+                        "-",
+                    ]
+                )
+                + " |"
+            )
     return "\n".join(lines)
