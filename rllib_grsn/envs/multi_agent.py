@@ -22,7 +22,6 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
-import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -127,8 +126,9 @@ def _log_backend_once(message: str) -> None:
     if message in _logged_backend_messages:
         return
     _logged_backend_messages.add(message)
+    # One warning; without a configured handler Python's last-resort handler prints it to stderr
+    # (the CLI, Ray workers), so it is never silent and never printed twice.
     logger.warning(message)
-    print(f"[rllib_grsn] {message}", file=sys.stderr, flush=True)
 
 
 def resolve_smac_backend(env_config: Mapping[str, Any] | None) -> str:
