@@ -17,8 +17,9 @@ $(STAMP): pyproject.toml
 	# torch first and pinned: here pip finds the CPU wheel on local disk; elsewhere pass an index of
 	# CPU wheels, e.g. `make test TORCH_PIP_ARGS="--index-url <CPU wheel index>"`, to avoid a CUDA build.
 	$(PY) -m pip install -q torch==2.13.0 $(TORCH_PIP_ARGS)
-	# smax (JaxMARL on CPU) and mpe (mpe2): the embedded multi-agent backends of the main job and tests.
-	$(PY) -m pip install -q -e ".[test,bench,smax,mpe]"
+	# smax (JaxMARL on CPU) and mpe (mpe2): the embedded multi-agent backends of the main job and tests;
+	# sweep: Optuna, for sweeps that search with it.
+	$(PY) -m pip install -q -e ".[test,bench,smax,mpe,sweep]"
 	touch $(STAMP)
 
 run: $(STAMP)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130  # the shell's code for a command stopped by Ctrl+C
 
 DESCRIPTION = """\
 Train and evaluate spiking recurrent RL agents (GRSN, LIF) with Ray RLlib.
@@ -22,6 +23,8 @@ examples:
   rllib train file tuned_examples/cartpole_p_grsn.yaml
   rllib train file tuned_examples/cartpole_p_grsn.yaml --stop '{"training_iteration": 1}'
   rllib train file tuned_examples/cartpole_p_grsn.yaml --config '{"model_config": {"core": "lif"}}'
+  rllib train file tuned_examples/sweeps/smac_8m_grsn_5seeds.yaml      # a Ray Tune sweep
+  rllib train file tuned_examples/smac_8m_grsn.yaml --num-samples 5     # 5 seeds of one experiment
   rllib evaluate ~/ray_results/cartpole-p-grsn/PPO_.../checkpoint_000009 --episodes 20
   rllib energy ~/ray_results/cartpole-p-grsn/PPO_.../checkpoint_000009 --samples 1024
 """
@@ -58,7 +61,12 @@ def build_parser() -> argparse.ArgumentParser:
         "file",
         help="train every experiment in a YAML file",
         description="Train every experiment of a classic RLlib tuned_examples YAML "
-        "({name: {env, run, stop, config, checkpoint_freq}}) through Ray Tune.",
+        "({name: {env, run, stop, config, tune, checkpoint_freq}}) through Ray Tune. Config values may be "
+        "Tune search spaces ({grid_search: [...]}, {choice: [...]}, {uniform: [lo, hi]}, "
+        "{loguniform: [lo, hi]}, {randint: [lo, hi]}); the optional tune: section sets num_samples, "
+        "max_concurrent_trials, metric, mode, scheduler (asha) and search_alg (optuna). A sweep ends "
+        "with a table grouped by everything but the seed (mean +- std). Every trial is logged to "
+        "MLflow (see --mlflow-uri).",
     )
     tf.add_argument("path", help="tuned_examples YAML file")
     tf.add_argument(
@@ -86,6 +94,21 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="connect to an existing Ray cluster (default: $RAY_ADDRESS)",
     )
+    tf.add_argument(
+        "--num-samples",
+        type=int,
+        metavar="N",
+        help="samples of each experiment's search space per grid point (overrides tune.num_samples); "
+        "with no search space, N trials of the same config",
+    )
+    tf.add_argument(
+        "--mlflow-uri",
+        metavar="URI",
+        default=os.environ.get("MLFLOW_TRACKING_URI"),
+        help="MLflow tracking URI for the runs (default: $MLFLOW_TRACKING_URI, else "
+        "sqlite:///<storage-path>/mlflow.db)",
+    )
+    tf.add_argument("--no-mlflow", action="store_true", help="do not log the runs to MLflow")
     tf.add_argument("--check", action="store_true", help="validate the file and exit without training")
 
     ev = sub.add_parser(
@@ -130,6 +153,7 @@ def _warn_options_ignored_on_resume(args: argparse.Namespace) -> None:
             ("--stop", args.stop),
             ("--config", args.config),
             ("--checkpoint-freq", args.checkpoint_freq),
+            ("--num-samples", args.num_samples),
         )
         if value not in (None, "")
     ]
@@ -149,7 +173,9 @@ def train_file(args: argparse.Namespace) -> int:
     try:
         stop = parse_json_option(args.stop, "--stop") if args.stop else None
         overrides = parse_json_option(args.config, "--config")
-        experiments = load_experiments(args.path, stop=stop, config=overrides)
+        if args.num_samples is not None and args.num_samples < 1:
+            return _fail(f"--num-samples: must be >= 1, got {args.num_samples}")
+        experiments = load_experiments(args.path, stop=stop, config=overrides, num_samples=args.num_samples)
     except ExperimentError as err:
         return _fail(str(err))
     if args.checkpoint_freq is not None and args.checkpoint_freq < 0:
@@ -158,14 +184,18 @@ def train_file(args: argparse.Namespace) -> int:
         return _fail(f"--num-cpus: must be >= 1, got {args.num_cpus}")
     if args.check:
         for exp in experiments:
-            print(f"{exp.name}: {exp.run} on {exp.env}, stop {exp.stop or 'never'}: OK")
+            sweep = f", {exp.num_trials} trials" if exp.is_sweep else ""
+            print(f"{exp.name}: {exp.run} on {exp.env}, stop {exp.stop or 'never'}{sweep}: OK")
         return 0
     if args.resume:
         _warn_options_ignored_on_resume(args)
 
     import ray
 
+    from rllib_grsn.tracking.mlflow_tracking import default_tracking_uri
     from rllib_grsn.training import run_experiment
+
+    tracking_uri = None if args.no_mlflow else (args.mlflow_uri or default_tracking_uri(args.storage_path))
 
     address = args.address or os.environ.get("RAY_ADDRESS")
     init_kwargs: dict[str, Any] = {"include_dashboard": False}
@@ -179,8 +209,16 @@ def train_file(args: argparse.Namespace) -> int:
         for exp in experiments:
             if args.checkpoint_freq is not None:
                 exp.checkpoint_freq = args.checkpoint_freq
-            outcome = run_experiment(exp, storage_path=args.storage_path, resume=args.resume)
+            outcome = run_experiment(
+                exp,
+                storage_path=args.storage_path,
+                resume=args.resume,
+                tracking_uri=tracking_uri,
+                source=args.path,
+            )
             failed += outcome.failed
+            if outcome.interrupted:
+                return EXIT_INTERRUPTED
         return 1 if failed else 0
     finally:
         ray.shutdown()

@@ -22,6 +22,7 @@ from ray.rllib.core.rl_module.default_model_config import DefaultModelConfig
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 
 import rllib_grsn.envs  # noqa: F401  (registers CartPole-P & co. with gymnasium and Tune)
+from rllib_grsn.algorithms.callbacks import add_callbacks
 from rllib_grsn.algorithms.registry import (
     ALGORITHM_NAMES,
     algorithms_with_spiking_modules,
@@ -32,8 +33,26 @@ from rllib_grsn.envs import MULTI_AGENT_ENVS, PO_CONTROL_ENVS, make_multi_agent_
 from rllib_grsn.modules.connectors import prev_action_reward_connector
 from rllib_grsn.modules.model_config import SpikingModelConfig, model_config_errors, string_number_hint
 from rllib_grsn.neurons import CORE_NAMES
+from rllib_grsn.sweep.search_space import (
+    SEED_PATH,
+    SearchDomain,
+    count_grid_trials,
+    split_search_space,
+    with_value,
+)
+from rllib_grsn.sweep.settings import TuneSettings, parse_tune_settings
+from rllib_grsn.tracking.energy_metrics import EnergyMetricsCallback
 
-EXPERIMENT_KEYS = ("env", "run", "stop", "config", "checkpoint_freq", "checkpoint_at_end", "description")
+EXPERIMENT_KEYS = (
+    "env",
+    "run",
+    "stop",
+    "config",
+    "tune",
+    "checkpoint_freq",
+    "checkpoint_at_end",
+    "description",
+)
 
 # Classic (old API stack) result keys users still write in `stop:`, and their new-stack names.
 STOP_KEY_ALIASES = {
@@ -64,8 +83,22 @@ class Experiment:
     algo_config: AlgorithmConfig
     checkpoint_freq: int = 0
     checkpoint_at_end: bool = True
-    # The experiment as written (overrides applied), for logging alongside results.
+    # The experiment as written (overrides applied, search spaces at their first value), for
+    # logging alongside results.
     raw: dict[str, Any] = field(default_factory=dict)
+    # Config key path -> what Tune samples there (empty: one trial with the config as written).
+    search_space: dict[tuple[str, ...], SearchDomain] = field(default_factory=dict)
+    tune: TuneSettings = field(default_factory=TuneSettings)
+
+    @property
+    def is_sweep(self) -> bool:
+        """Whether Tune runs more than one trial of this experiment."""
+        return bool(self.search_space) or self.tune.num_samples > 1
+
+    @property
+    def num_trials(self) -> int:
+        """Trials Tune runs (every grid point times ``num_samples``)."""
+        return count_grid_trials(self.search_space, self.tune.num_samples)
 
     @property
     def algorithm_class(self) -> type:
@@ -85,6 +118,10 @@ def known_env_names() -> list[str]:
 def _env_known(name: str) -> bool:
     from ray.tune.registry import ENV_CREATOR, _global_registry
 
+    # Our own envs first: after a Ray session ends in this process, Tune's registry answers from
+    # the session's (gone) key-value store, and would call them unknown until Ray starts again.
+    if name in PO_CONTROL_ENVS or name in MULTI_AGENT_ENVS:
+        return True
     return name in gym.envs.registry or _global_registry.contains(ENV_CREATOR, name)
 
 
@@ -122,10 +159,12 @@ def load_experiments(
     *,
     stop: dict[str, Any] | None = None,
     config: dict[str, Any] | None = None,
+    num_samples: int | None = None,
 ) -> list[Experiment]:
     """Reads and validates every experiment in a tuned_examples YAML.
 
-    ``stop`` replaces each experiment's stop criteria; ``config`` is deep-merged into its config.
+    ``stop`` replaces each experiment's stop criteria; ``config`` is deep-merged into its config;
+    ``num_samples`` replaces ``tune.num_samples`` (see :func:`build_experiment`).
     Raises ExperimentError listing every problem found.
     """
     path = Path(path)
@@ -143,7 +182,9 @@ def load_experiments(
     experiments, problems = [], []
     for name, spec in data.items():
         try:
-            experiments.append(build_experiment(str(name), spec, stop=stop, config=config))
+            experiments.append(
+                build_experiment(str(name), spec, stop=stop, config=config, num_samples=num_samples)
+            )
         except ExperimentError as err:
             # A bad --stop/--config is reported by every experiment; list it once.
             problems += [p for p in err.problems if p not in problems]
@@ -158,11 +199,15 @@ def build_experiment(
     *,
     stop: dict[str, Any] | None = None,
     config: dict[str, Any] | None = None,
+    num_samples: int | None = None,
 ) -> Experiment:
     """Validates one experiment mapping and builds its AlgorithmConfig (no Ray needed).
 
     ``config`` (the `--config` override) is deep-merged over the file's config after the classic
     ``model`` alias has become ``model_config`` in both; an ``env`` in it replaces the experiment's.
+    Search spaces in the config and the ``tune:`` section make it a sweep. ``num_samples`` (the
+    `--num-samples` override) replaces ``tune.num_samples``; samples of a config whose ``seed`` is
+    not searched become seeds: N samples are a grid over seeds ``seed .. seed+N-1``.
     """
     if not isinstance(spec, dict):
         raise ExperimentError(name, [f"{name}: expected a mapping with keys {', '.join(EXPERIMENT_KEYS)}"])
@@ -198,7 +243,14 @@ def build_experiment(
             f"{name}.env: {top_env!r} and {name}.config.env: {file_env!r} disagree; give the env once"
         )
     env = next((e for e in (override_env, top_env, file_env) if e is not None), None)
-    raw_config = deep_merge(file_config, override)
+    raw_config, search_space, space_problems = split_search_space(
+        deep_merge(file_config, override), f"{name}.config"
+    )
+    problems += space_problems
+    tune_settings, tune_problems = parse_tune_settings(spec.get("tune"), f"{name}.tune")
+    problems += tune_problems
+    if num_samples is not None:
+        tune_settings.num_samples = num_samples
     if env is None:
         problems.append(
             f"{name}.env: missing; e.g. one of: {', '.join([*PO_CONTROL_ENVS, *MULTI_AGENT_ENVS])}"
@@ -236,10 +288,20 @@ def build_experiment(
         problem = _action_space_problem(run, env, raw_config.get("env_config", {}))
         if problem:
             problems.append(f"{name}.run: {problem}")
+    if algo_config is not None and not problems:
+        problems += tune_settings.problems(
+            has_grid=any(d.is_grid for d in search_space.values()),
+            evaluation_interval=algo_config.evaluation_interval,
+        )
+        problems += _search_space_problems(name, spec, raw_config, search_space)
     if problems:
         raise ExperimentError(name, problems)
     assert algo_config is not None
     algo_config.environment(env)
+    _samples_as_seeds(raw_config, search_space, tune_settings)
+    if isinstance(raw_config.get("model_config"), dict) and "core" in raw_config["model_config"]:
+        # Our modules have energy adapters: every evaluation logs the energy per decision.
+        add_callbacks(algo_config, EnergyMetricsCallback)
     return Experiment(
         name=name,
         run=run,
@@ -249,7 +311,42 @@ def build_experiment(
         checkpoint_freq=checkpoint_freq,
         checkpoint_at_end=checkpoint_at_end,
         raw={"env": env, "run": run, "stop": stop_criteria, "config": raw_config},
+        search_space=search_space,
+        tune=tune_settings,
     )
+
+
+def _samples_as_seeds(
+    config: dict[str, Any], space: dict[tuple[str, ...], SearchDomain], settings: TuneSettings
+) -> None:
+    """N samples of a config whose seed is not searched would train the same seed N times; they
+    become a grid over N consecutive seeds from the config's (reproducible, unlike random seeds).
+    With a search algorithm (Optuna) the samples are its trials and stay as they are."""
+    if settings.num_samples > 1 and SEED_PATH not in space and settings.search_alg is None:
+        first = config.get("seed")
+        first = first if isinstance(first, int) and not isinstance(first, bool) else 0
+        space[SEED_PATH] = SearchDomain("grid_search", tuple(range(first, first + settings.num_samples)))
+        settings.num_samples = 1
+
+
+def _search_space_problems(
+    name: str, spec: dict[str, Any], base: dict[str, Any], space: dict[tuple[str, ...], SearchDomain]
+) -> list[str]:
+    """Builds the experiment once more for every other value a search space can take (every grid
+    and choice value, both ends of a range), so a bad value fails now, not hours into a sweep."""
+    problems: list[str] = []
+    trial_spec = {k: v for k, v in spec.items() if k not in ("config", "tune")}
+    for path, domain in space.items():
+        if path == SEED_PATH and all(isinstance(v, int) and v >= 0 for v in domain.candidates()):
+            continue  # a seed changes no setting another seed accepts: no need to build each
+        for value in domain.candidates()[1:]:
+            try:
+                build_experiment(name, {**trial_spec, "config": with_value(base, path, value)})
+            except ExperimentError as err:
+                key = f"{name}.config.{'.'.join(path)}"
+                # "key = value: problem", without naming the key twice when the problem is about it.
+                problems += [f"{key} = {value!r}: {p.removeprefix(key + ': ')}" for p in err.problems]
+    return problems
 
 
 def _model_alias_to_model_config(config: dict[str, Any], where: str, problems: list[str]) -> dict[str, Any]:
@@ -452,8 +549,11 @@ def _build_algo_config(
     try:
         config = default.update_from_dict(checked)
         if spiking is not None:
-            spec = RLModuleSpec(module_class=spiking_module_class(run), model_config=spiking.model_dump())
-            config.rl_module(rl_module_spec=spec)
+            # The model_config lives on the AlgorithmConfig, not inside the spec: Tune samples
+            # search spaces only in plain dicts (config.to_dict()["_model_config"]), and RLlib merges
+            # it into the spec when it builds the modules.
+            spec = RLModuleSpec(module_class=spiking_module_class(run))
+            config.rl_module(rl_module_spec=spec, model_config=spiking.model_dump())
             # An algorithm with its own input pipeline (QMIX: agent id and previous action) keeps it.
             if spiking.prev_action_reward and config._env_to_module_connector is None:
                 config.env_runners(env_to_module_connector=prev_action_reward_connector)

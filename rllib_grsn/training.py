@@ -1,4 +1,9 @@
-"""Runs one validated experiment through Ray Tune and reports where its checkpoint went."""
+"""Runs one validated experiment (one trial, or a sweep) through Ray Tune and reports the outcome.
+
+A plain experiment is one trial; one with search spaces in its config or ``tune.num_samples > 1`` is
+a sweep, which ends with a table grouped by everything but the seed (:mod:`rllib_grsn.sweep.summary`).
+With ``tracking_uri`` every trial is also an MLflow run (:class:`MLflowTracking`).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,9 @@ from typing import Any
 from ray import tune
 
 from rllib_grsn.experiment import Experiment
+from rllib_grsn.sweep.search_space import param_space
+from rllib_grsn.sweep.summary import group_rows, metric_column, print_summary, trial_rows, write_summary
+from rllib_grsn.tracking.mlflow_tracking import MLflowTracking, ui_command
 from rllib_grsn.tracking.progress import ProgressPrinter, result_summary
 
 
@@ -21,6 +29,9 @@ class RunOutcome:
     checkpoint: str | None
     last_result: dict[str, Any]
     failed: int
+    trials: int = 1
+    # Stopped before every trial finished (Ctrl+C / SIGTERM): `--resume` continues it.
+    interrupted: bool = False
 
 
 def _storage_uri(storage_path: str) -> str:
@@ -34,11 +45,20 @@ def run_experiment(
     storage_path: str,
     resume: bool = False,
     callbacks: list[tune.Callback] | None = None,
+    tracking_uri: str | None = None,
+    source: str | None = None,
 ) -> RunOutcome:
-    """Trains ``exp`` with Tune; with ``resume`` continues an interrupted run of the same name."""
+    """Trains ``exp`` with Tune; with ``resume`` continues an interrupted run of the same name.
+
+    ``tracking_uri``: log every trial to MLflow there (None: no MLflow); ``source``: the YAML file,
+    logged with each run.
+    """
     storage = _storage_uri(storage_path)
     experiment_path = f"{storage.rstrip('/')}/{exp.name}"
     trainable = exp.algorithm_class
+    callbacks = list(callbacks or [])
+    if tracking_uri:
+        callbacks.append(MLflowTracking(tracking_uri, exp, source))
     run_config = tune.RunConfig(
         name=exp.name,
         storage_path=storage,
@@ -52,19 +72,60 @@ def run_experiment(
     if resume and tune.Tuner.can_restore(experiment_path):
         print(f"resuming {exp.name} from {experiment_path}")
         # The original run's config and settings are restored with it (the CLI warns that new
-        # --stop/--config values are not applied); a param_space would have to match it key for key.
-        tuner = tune.Tuner.restore(experiment_path, trainable=trainable, resume_errored=True)
+        # --stop/--config values are not applied). The param_space is given again because Tune
+        # saved the objects in it (callback and module classes, connectors) as references that
+        # only a re-given param_space resolves: without it, a sweep's trials that had not started
+        # could not be created. It must have the same keys as the original (Tune checks).
+        tuner = tune.Tuner.restore(
+            experiment_path,
+            trainable=trainable,
+            resume_errored=True,
+            param_space=param_space(exp.algo_config, exp.search_space),
+        )
     else:
         if resume:
             print(f"nothing to resume at {experiment_path}; starting {exp.name} afresh")
+        sweep = ""
+        if exp.is_sweep:
+            sweep = f"; sweep of {exp.num_trials} trials over " + ", ".join(
+                f"{'.'.join(p)} ({d.describe()})" for p, d in exp.search_space.items()
+            )
         print(
-            f"training {exp.name}: {exp.run} on {exp.env}, stop {exp.stop or 'never'}; "
+            f"training {exp.name}: {exp.run} on {exp.env}, stop {exp.stop or 'never'}{sweep}; "
             f"results in {experiment_path}"
         )
-        tuner = tune.Tuner(trainable, param_space=exp.algo_config, run_config=run_config)
+        tuner = tune.Tuner(
+            trainable,
+            param_space=param_space(exp.algo_config, exp.search_space),
+            tune_config=exp.tune.tune_config(),
+            run_config=run_config,
+        )
     grid = tuner.fit()
+    # Tune returns normally after Ctrl+C; a trial that ended has failed or reported `done` (reached
+    # its stop criteria, or was stopped by the scheduler), one that was interrupted has neither.
+    finished = sum(1 for r in grid if r.error is not None or (r.metrics or {}).get("done"))
+    interrupted = finished < exp.num_trials
+    if (len(grid) > 1 or exp.is_sweep) and not interrupted:
+        metric = exp.tune.metric_key
+        column = metric_column(metric)
+        groups = group_rows(trial_rows(grid, exp.search_space, metric), sort_by=column, mode=exp.tune.mode)
+        title = f"{exp.name}: {len(grid)} trials, final values, mean ± std over seeds"
+        print_summary(groups, title=title + (f", best {column} first" if column else ""))
+        if "://" not in experiment_path:
+            write_summary(groups, Path(experiment_path) / "sweep_summary.json")
+            print(f"{exp.name}: summary written to {experiment_path}/sweep_summary.json")
+    if tracking_uri:
+        print(f"{exp.name}: MLflow runs in {tracking_uri}; browse them with: {ui_command(tracking_uri)}")
 
     failed = sum(1 for r in grid if r.error is not None)
+    if interrupted:
+        print(
+            f"{exp.name}: interrupted after {finished} of {exp.num_trials} trials finished; the state is "
+            f"saved in {experiment_path}. Continue with the same command and --resume."
+        )
+        return RunOutcome(exp.name, experiment_path, None, {}, failed, len(grid), interrupted=True)
+    if len(grid) > 1:
+        return _sweep_outcome(exp, grid, experiment_path, failed)
     last = grid[0] if len(grid) else None
     checkpoint = last.checkpoint.path if last is not None and last.checkpoint is not None else None
     metrics = dict(last.metrics or {}) if last is not None else {}
@@ -84,4 +145,27 @@ def run_experiment(
     if checkpoint:
         print(f"{exp.name}: final checkpoint {checkpoint}")
         print(f"  evaluate it with: rllib evaluate {checkpoint}")
-    return RunOutcome(exp.name, experiment_path, checkpoint, metrics, failed)
+    return RunOutcome(exp.name, experiment_path, checkpoint, metrics, failed, trials=len(grid))
+
+
+def _sweep_outcome(exp: Experiment, grid: Any, experiment_path: str, failed: int) -> RunOutcome:
+    """One line per trial (its sampled values and final checkpoint) after the sweep's table."""
+    from rllib_grsn.sweep.search_space import sampled_values
+
+    first = None
+    for result in grid:
+        values = sampled_values(result.config or {}, exp.search_space)
+        setting = ", ".join(f"{'.'.join(p)}={v}" for p, v in values.items()) or "-"
+        status = "failed" if result.error is not None else "done"
+        where = result.checkpoint.path if result.checkpoint is not None else "no checkpoint"
+        print(f"  {Path(result.path).name} [{setting}] {status}: {where}")
+        if first is None and result.checkpoint is not None:
+            first = result
+    print(
+        f"{exp.name}: {len(grid)} trials, {failed} failed; results in {experiment_path}; evaluate one "
+        "with: rllib evaluate <checkpoint>"
+    )
+    # The outcome's checkpoint and metrics: the first trial that saved one.
+    metrics = dict(first.metrics or {}) if first is not None else {}
+    checkpoint = first.checkpoint.path if first is not None else None
+    return RunOutcome(exp.name, experiment_path, checkpoint, metrics, failed, trials=len(grid))

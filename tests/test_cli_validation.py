@@ -300,14 +300,14 @@ def test_load_experiments_good_file_builds_the_spiking_module_config(write):
     assert config.train_batch_size == 400
     spec = config.rl_module_spec
     assert spec.module_class.__name__ == "SpikingActorCriticModule"
-    assert spec.model_config["core"] == "grsn"
-    assert spec.model_config["hidden"] == 24
-    assert spec.model_config["decay"] == pytest.approx(0.7)
+    assert config.model_config["core"] == "grsn"
+    assert config.model_config["hidden"] == 24
+    assert config.model_config["decay"] == pytest.approx(0.7)
 
 
 def test_config_override_deep_merges_model_config(write):
     (exp,) = load_experiments(write(GOOD), config={"model_config": {"core": "lif"}, "lr": 0.001})
-    model = exp.algo_config.rl_module_spec.model_config
+    model = exp.algo_config.model_config
     assert model["core"] == "lif"  # changed by the override
     assert model["hidden"] == 24  # kept from the file (not the default 128)
     assert model["decay"] == pytest.approx(0.7)
@@ -319,7 +319,7 @@ def test_config_override_deep_merges_on_the_tuned_example():
     (exp,) = load_experiments(
         TUNED_EXAMPLES / "cartpole_p_grsn.yaml", config={"model_config": {"core": "lif", "hidden": 16}}
     )
-    model = exp.algo_config.rl_module_spec.model_config
+    model = exp.algo_config.model_config
     assert (model["core"], model["hidden"], model["max_seq_len"]) == ("lif", 16, 32)
     assert exp.algo_config.train_batch_size == 4000
 
@@ -331,7 +331,7 @@ def test_stop_override_replaces_the_files_stop_and_maps_classic_keys(write):
 
 def test_classic_model_alias_is_model_config(write):
     (exp,) = load_experiments(write(GOOD.replace("model_config:", "model:")))
-    model = exp.algo_config.rl_module_spec.model_config
+    model = exp.algo_config.model_config
     assert (model["core"], model["hidden"]) == ("grsn", 24)
     assert exp.algo_config.rl_module_spec.module_class.__name__ == "SpikingActorCriticModule"
 
@@ -354,7 +354,7 @@ def test_model_config_override_merges_into_a_file_using_the_model_alias(write):
     (exp,) = load_experiments(
         write(GOOD.replace("model_config:", "model:")), config={"model_config": {"core": "lif"}}
     )
-    model = exp.algo_config.rl_module_spec.model_config
+    model = exp.algo_config.model_config
     assert (model["core"], model["hidden"]) == ("lif", 24)
 
 

@@ -42,12 +42,30 @@ def test_main_job_trains_on_smax_without_starcraft_and_evaluates_win_rate(rllib,
     assert match, out[-3000:]
     result = json.loads((Path(match.group(1)).parent / "result.json").read_text().splitlines()[-1])
     assert result["backend"] == "smax"
+    _assert_mlflow_run_of_the_main_job(tmp_path)
 
     run = rllib("evaluate", match.group(1), "--episodes", "2", "--seed", "0")
     assert run.returncode == 0, (run.stdout + run.stderr)[-3000:]
     assert re.search(
         r"^smac \[backend smax\]: 2 episodes, return [\d.]+ \+- [\d.]+ .*win rate [\d.]+%", run.stdout, re.M
     )
+
+
+def _assert_mlflow_run_of_the_main_job(storage: Path) -> None:
+    """The run is in MLflow by default (sqlite next to the results): tags, params, team metrics, energy."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{storage.resolve() / 'mlflow.db'}")
+    (run,) = client.search_runs([client.get_experiment_by_name("smac-8m-grsn").experiment_id])
+    tags, metrics = run.data.tags, run.data.metrics
+    assert run.info.status == "FINISHED"
+    assert (tags["algorithm"], tags["env"], tags["map"], tags["backend"]) == ("QMIX", "smac", "8m", "smax")
+    assert (tags["core"], tags["seed"]) == ("grsn", "0")
+    assert run.data.params["env_config.map_name"] == "8m" and run.data.params["model_config.hidden"] == "64"
+    for key in ("team_return", "win_rate", "eval_team_return", "eval_win_rate", "env_steps",
+                "energy/pj_per_decision", "energy/sop_spiking", "energy/mac_dense"):  # fmt: skip
+        assert key in metrics, (key, sorted(metrics))
+    assert 0.0 <= metrics["eval_win_rate"] <= 1.0 and metrics["energy/pj_per_decision"] > 0
 
 
 def test_mpe_team_run_end_to_end(rllib, tmp_path):

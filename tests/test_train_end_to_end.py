@@ -142,7 +142,7 @@ def test_checkpoint_records_the_spiking_module_and_overrides(trained):
     config = load_checkpoint_config(_final_checkpoint(trained.output))
     assert config.env == "CartPole-P"
     assert config.train_batch_size == 400  # from --config, over the file's 4000
-    assert config.rl_module_spec.model_config["core"] == "grsn"
+    assert config.model_config["core"] == "grsn"
 
 
 def test_checkpoint_saved_line_keeps_the_path_on_one_line(trained):

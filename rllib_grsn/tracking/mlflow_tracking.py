@@ -1,0 +1,322 @@
+"""MLflow tracking of `rllib train file` runs: one MLflow run per Tune trial.
+
+:class:`MLflowTracking` is a Ray Tune ``LoggerCallback`` on the driver (Ray's own
+``MLflowLoggerCallback`` logs every one of the hundreds of new-stack result keys, steps by iteration,
+and opens a second MLflow run for a trial that ``--resume`` continues; this one does not):
+
+- experiment: the YAML experiment's name; run name: the Tune trial's name;
+- params: the experiment's config as written, flattened (``model_config.decay``), with the values this
+  trial sampled, plus ``run``, ``env`` and ``stop.*``; cut to MLflow's limits;
+- tags: ``algorithm``, ``env``, ``core``, ``seed``, ``backend`` (``sc2`` / ``smax`` / ...; from the
+  results), ``map``, ``git_commit`` (also as MLflow's ``mlflow.source.git.commit``), and the sweep
+  group (every sampled value but the seed) so seeds of one setting can be compared in the MLflow UI;
+- metrics per iteration, with the env steps as MLflow's step: :data:`METRICS` (return, episode length,
+  win rates, ...), the energy metrics of each evaluation (``energy/...``), ``surrogate_alpha``, and
+  the learners' numeric metrics (``learners/<module>/...``);
+- artifacts when the trial ends: ``experiment.yaml`` (what this trial trained), the source YAML, the
+  final checkpoint's path (``checkpoint.txt`` and the ``checkpoint`` tag) and ``learning_curve.png``.
+
+A trial continued by ``--resume`` logs into its existing MLflow run (found by its Tune trial id).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+from ray.tune.logger import LoggerCallback
+from ray.tune.utils import flatten_dict
+
+from rllib_grsn.sweep.search_space import SEED_PATH, get_path, sampled_values, with_value
+from rllib_grsn.sweep.settings import METRIC_ALIASES
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+    from rllib_grsn.experiment import Experiment
+
+logger = logging.getLogger(__name__)
+
+ENV_STEPS = "num_env_steps_sampled_lifetime"
+ENERGY_PREFIX = "evaluation/env_runners/energy/"
+# MLflow metric name -> Tune's flattened result key.
+METRICS = {
+    **{k: v for k, v in METRIC_ALIASES.items() if not v.startswith(ENERGY_PREFIX)},
+    "env_steps": ENV_STEPS,
+    "time_total_s": "time_total_s",
+    "training_iteration": "training_iteration",
+    "surrogate_alpha": "surrogate_alpha",
+}
+LEARNER_PREFIX = "learners/"
+# Learner bookkeeping that would swamp the losses in the MLflow UI (connector timers, throughputs).
+LEARNER_SKIP = ("learner_connector", "throughput", "weights_seq_no", "num_trainable", "num_non_trainable")
+# Curves drawn into learning_curve.png, when the run logged them.
+CURVES = ("return", "eval_return", "team_return", "eval_team_return", "win_rate", "eval_win_rate")
+# MLflow's limits (mlflow.utils.validation): values cut, keys longer than this skipped.
+MAX_PARAM_VALUE = 6000
+MAX_KEY = 250
+MAX_PARAMS_PER_BATCH = 100
+TRIAL_ID_TAG = "ray.trial_id"
+
+
+def default_tracking_uri(storage_path: str) -> str:
+    """``sqlite:///<storage>/mlflow.db`` next to the Tune results (a local file, no server needed).
+
+    For a remote storage URI (``s3://``) a local ``./mlflow.db`` is used instead: sqlite needs a file
+    system; on a cluster pass a tracking server with ``--mlflow-uri``.
+    """
+    if "://" in storage_path:
+        return f"sqlite:///{Path('mlflow.db').resolve()}"
+    root = Path(storage_path).expanduser().resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{root / 'mlflow.db'}"
+
+
+def ui_command(tracking_uri: str) -> str:
+    """The command that shows ``tracking_uri``'s runs in MLflow's web UI."""
+    if tracking_uri.startswith(("http://", "https://", "databricks")):
+        return f"open {tracking_uri} in a browser"
+    return f"mlflow ui --backend-store-uri {tracking_uri}"
+
+
+def git_commit(path: Path | None = None) -> str | None:
+    """The commit checked out where this package lives (None outside a git checkout)."""
+    where = path or Path(__file__).resolve().parent
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(where), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if out.returncode != 0:
+        return None
+    return out.stdout.strip() or None
+
+
+def flatten_params(tree: dict[str, Any], prefix: str = "") -> dict[str, str]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": "1"}``; lists stay one value; values cut to MLflow's limit."""
+    out: dict[str, str] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            out |= flatten_params(value, f"{name}.")
+        elif len(name) <= MAX_KEY:
+            out[name] = str(value)[:MAX_PARAM_VALUE]
+    return out
+
+
+def result_metrics(result: dict[str, Any]) -> dict[str, float]:
+    """The metrics logged per iteration, by their MLflow names (only finite numbers)."""
+    flat = flatten_dict(result, delimiter="/")
+    out = {name: flat.get(key) for name, key in METRICS.items()}
+    for key, value in flat.items():
+        if key.startswith(ENERGY_PREFIX):
+            out["energy/" + key.removeprefix(ENERGY_PREFIX)] = value
+        elif key.startswith(LEARNER_PREFIX) and not any(skip in key for skip in LEARNER_SKIP):
+            out[key] = value
+    return {
+        k: float(v)
+        for k, v in out.items()
+        if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) and len(k) <= MAX_KEY
+    }
+
+
+def trial_experiment(exp: Experiment, trial_config: dict[str, Any]) -> dict[str, Any]:
+    """The experiment this trial trained, as a tuned_examples mapping (sampled values filled in)."""
+    config = exp.raw.get("config", {})
+    for path, value in sampled_values(trial_config, exp.search_space).items():
+        config = with_value(config, path, value)
+    return {exp.name: {"env": exp.env, "run": exp.run, "stop": dict(exp.stop), "config": config}}
+
+
+def _is_scalar(value: Any) -> bool:
+    return value is None or isinstance(value, bool | int | float | str)
+
+
+class MLflowTracking(LoggerCallback):
+    """Logs every Tune trial of ``experiment`` as one MLflow run at ``tracking_uri``.
+
+    Args:
+        tracking_uri: an MLflow tracking URI (``sqlite:///...``, ``http://host:5000``, a directory).
+        experiment: the validated experiment the trials run.
+        source: the tuned_examples YAML file (logged as an artifact).
+    """
+
+    def __init__(self, tracking_uri: str, experiment: Experiment, source: str | Path | None = None) -> None:
+        self.tracking_uri = tracking_uri
+        self.experiment = experiment
+        self.source = Path(source) if source else None
+        self.commit = git_commit()
+        self._client: MlflowClient | None = None
+        self._experiment_id: str | None = None
+        self._runs: dict[str, str] = {}  # Tune trial id -> MLflow run id
+        self._backend_tagged: set[str] = set()
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Tune pickles its callbacks with the experiment state (``--resume`` restores them); the
+        # client is rebuilt on first use, and runs are found again by their trial-id tag.
+        state = dict(self.__dict__)
+        state.update(_client=None, _experiment_id=None, _runs={}, _backend_tagged=set())
+        return state
+
+    # ------------------------------------------------------------------ MLflow plumbing
+
+    @property
+    def client(self) -> MlflowClient:
+        if self._client is None:
+            for name in ("alembic", "mlflow.store.db.utils"):  # schema set-up chatter of a new sqlite db
+                logging.getLogger(name).setLevel(logging.WARNING)
+            from mlflow import MlflowClient
+
+            self._client = MlflowClient(tracking_uri=self.tracking_uri)
+            found = self._client.get_experiment_by_name(self.experiment.name)
+            self._experiment_id = (
+                found.experiment_id if found else self._client.create_experiment(self.experiment.name)
+            )
+        return self._client
+
+    def run_id(self, trial: Any) -> str | None:
+        """The MLflow run of ``trial`` (None before it started)."""
+        return self._runs.get(trial.trial_id)
+
+    def _existing_run(self, trial_id: str) -> str | None:
+        runs = self.client.search_runs(
+            [self._experiment_id], filter_string=f"tags.`{TRIAL_ID_TAG}` = '{trial_id}'", max_results=1
+        )
+        return runs[0].info.run_id if runs else None
+
+    def _tags(self, trial: Any) -> dict[str, str]:
+        exp = self.experiment
+        trial_exp = trial_experiment(exp, trial.config)[exp.name]
+        config = trial_exp["config"]
+        sampled = sampled_values(trial.config, exp.search_space)
+        group = ", ".join(f"{'.'.join(p)}={v}" for p, v in sampled.items() if p != SEED_PATH)
+        tags = {
+            TRIAL_ID_TAG: trial.trial_id,
+            "algorithm": exp.run,
+            "env": exp.env,
+            "core": str(get_path(config, ("model_config", "core")) or "rllib-default"),
+            "seed": str(trial.config.get("seed")),
+            "sweep_group": group or "-",
+        }
+        map_name = get_path(config, ("env_config", "map_name"))
+        if map_name is not None:
+            tags["map"] = str(map_name)
+        if self.commit:
+            tags["git_commit"] = tags["mlflow.source.git.commit"] = self.commit
+        return tags
+
+    # ------------------------------------------------------------------ LoggerCallback
+
+    def log_trial_start(self, trial: Any) -> None:
+        if trial.trial_id in self._runs:
+            return
+        from mlflow.entities import Param
+
+        existing = self._existing_run(trial.trial_id)
+        if existing is not None:  # --resume: continue the trial's run; its params are logged
+            self._runs[trial.trial_id] = existing
+            self.client.update_run(existing, status="RUNNING")
+            return
+        run = self.client.create_run(self._experiment_id, run_name=str(trial), tags=self._tags(trial))
+        self._runs[trial.trial_id] = run_id = run.info.run_id
+        trial_exp = trial_experiment(self.experiment, trial.config)[self.experiment.name]
+        params = flatten_params({k: v for k, v in trial_exp.items() if k != "config"})
+        # Every setting RLlib ran with (defaults included), then the YAML's own keys on top.
+        params |= flatten_params({f"rllib.{k}": v for k, v in trial.config.items() if _is_scalar(v)})
+        params |= flatten_params(trial_exp["config"])
+        model = trial.config.get("_model_config")
+        if isinstance(model, dict) and "core" in model:  # the spiking model, defaults filled in
+            params |= flatten_params({"model_config": model})
+        items = [Param(k, v) for k, v in sorted(params.items())]
+        for start in range(0, len(items), MAX_PARAMS_PER_BATCH):
+            self.client.log_batch(run_id, params=items[start : start + MAX_PARAMS_PER_BATCH])
+
+    def log_trial_result(self, iteration: int, trial: Any, result: dict[str, Any]) -> None:
+        run_id = self.run_id(trial)
+        if run_id is None:
+            return
+        from mlflow.entities import Metric
+
+        step = int(result.get(ENV_STEPS) or result.get("training_iteration") or 0)
+        now = int(1000 * float(result.get("timestamp") or 0)) or None
+        metrics = [Metric(k, v, now or 0, step) for k, v in result_metrics(result).items()]
+        if metrics:
+            self.client.log_batch(run_id, metrics=metrics)
+        backend = result.get("backend")
+        if backend and trial.trial_id not in self._backend_tagged:
+            self.client.set_tag(run_id, "backend", str(backend))
+            self._backend_tagged.add(trial.trial_id)
+
+    def log_trial_end(self, trial: Any, failed: bool = False) -> None:
+        run_id = self.run_id(trial)
+        if run_id is None:
+            return
+        try:
+            self._log_artifacts(trial, run_id)
+        except Exception as err:  # an artifact must never lose the run's metrics and status
+            logger.warning("MLflow artifacts of %s not logged: %s", trial, err)
+        self.client.set_terminated(run_id, status="FAILED" if failed else "FINISHED")
+
+    def on_experiment_end(self, trials: list[Any], **info: Any) -> None:
+        # Trials left unfinished (Ctrl+C, a lost driver) end as KILLED; --resume reopens them.
+        for trial in trials:
+            run_id = self.run_id(trial)
+            ended = trial.status == "ERROR" or (trial.last_result or {}).get("done")
+            if run_id is not None and not ended:
+                self.client.set_terminated(run_id, status="KILLED")
+        super().on_experiment_end(trials, **info)
+
+    def _log_artifacts(self, trial: Any, run_id: str) -> None:
+        checkpoint = getattr(getattr(trial, "checkpoint", None), "path", None)
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = Path(tmp)
+            (folder / "experiment.yaml").write_text(
+                yaml.safe_dump(trial_experiment(self.experiment, trial.config), sort_keys=False)
+            )
+            self.client.log_artifact(run_id, str(folder / "experiment.yaml"))
+            if self.source is not None and self.source.is_file():
+                self.client.log_artifact(run_id, str(self.source), artifact_path="source")
+            if checkpoint:
+                self.client.set_tag(run_id, "checkpoint", str(checkpoint))
+                (folder / "checkpoint.txt").write_text(f"{checkpoint}\n")
+                self.client.log_artifact(run_id, str(folder / "checkpoint.txt"))
+            png = folder / "learning_curve.png"
+            if self._plot_learning_curve(run_id, png, title=str(trial)):
+                self.client.log_artifact(run_id, str(png))
+
+    def _plot_learning_curve(self, run_id: str, path: Path, title: str) -> bool:
+        """Returns and win rates against env steps from the run's own metric history."""
+        histories = {}
+        for name in CURVES:
+            points = sorted((m.step, m.value) for m in self.client.get_metric_history(run_id, name))
+            if points:
+                histories[name] = points
+        if not histories:
+            return False
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        rates = {k: v for k, v in histories.items() if "win_rate" in k}
+        returns = {k: v for k, v in histories.items() if k not in rates}
+        panels = [p for p in (returns, rates) if p]
+        fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4), squeeze=False)
+        for ax, panel in zip(axes[0], panels, strict=True):
+            for name, points in panel.items():
+                steps, values = zip(*points, strict=True)
+                ax.plot(steps, values, label=name, marker="." if len(points) < 30 else None)
+            ax.set_xlabel("env steps")
+            ax.legend()
+            ax.grid(alpha=0.3)
+        fig.suptitle(title)
+        fig.tight_layout()
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        return True
