@@ -29,6 +29,7 @@ from rllib_grsn.algorithms.registry import (
     get_algorithm_class,
     spiking_module_class,
 )
+from rllib_grsn.algorithms.spiking_controls import add_spiking_training_controls
 from rllib_grsn.envs import MULTI_AGENT_ENVS, PO_CONTROL_ENVS, make_multi_agent_env, make_po_control
 from rllib_grsn.modules.connectors import prev_action_reward_connector
 from rllib_grsn.modules.model_config import SpikingModelConfig, model_config_errors, string_number_hint
@@ -557,6 +558,8 @@ def _build_algo_config(
             # An algorithm with its own input pipeline (QMIX: agent id and previous action) keeps it.
             if spiking.prev_action_reward and config._env_to_module_connector is None:
                 config.env_runners(env_to_module_connector=prev_action_reward_connector)
+            # The surrogate-width schedule callback and PPO's firing-rate-penalty learner.
+            add_spiking_training_controls(config, run, spiking)
         elif model_config:
             config.rl_module(model_config=model_config)
     except Exception as err:  # RLlib's own setters reject some values; report them as config problems

@@ -128,7 +128,7 @@ def test_every_grid_and_choice_value_is_validated_before_ray_starts(write):
     problems = _problems(
         write(SWEEP.replace("[1.0, 4.0]", "[1.0, -4.0]").replace("16", "{grid_search: [16, 0]}"))
     )
-    assert any(p.startswith("sw.config.model_config.alpha = -4.0: ") and "-4.0)" in p for p in problems), (
+    assert any(p.startswith("sw.config.model_config.alpha = -4.0: ") and "got -4.0" in p for p in problems), (
         problems
     )
     assert any(p.startswith("sw.config.model_config.hidden = 0: ") for p in problems), problems

@@ -22,7 +22,7 @@ from ray.rllib.core.rl_module.apis.value_function_api import ValueFunctionAPI
 from ray.rllib.core.rl_module.torch import TorchRLModule
 from ray.rllib.utils.annotations import override
 
-from rllib_grsn.modules.backbone import MLP, RecurrentBackbone
+from rllib_grsn.modules.backbone import MLP, SPIKE_RATE, RecurrentBackbone
 from rllib_grsn.modules.model_config import SpikingModelConfig
 
 
@@ -95,7 +95,13 @@ class SpikingActorCriticModule(SteadyTrainModeMixin, TorchRLModule, ValueFunctio
     @override(TorchRLModule)
     def _forward_train(self, batch: dict[str, Any], **kwargs) -> dict[str, Any]:
         # Embeddings go to the learner so compute_values reuses them instead of unrolling again.
-        return self._outputs(batch)
+        out = self._outputs(batch)
+        # The core's firing rate per step ([B, T], or [B] when stateless) for the learner's
+        # firing-rate penalty and metric; only here, so acting (_forward) does not compute it.
+        rate = self.backbone.spike_rate(out[Columns.EMBEDDINGS])
+        if rate is not None:
+            out[SPIKE_RATE] = rate
+        return out
 
     @override(ValueFunctionAPI)
     def compute_values(self, batch: dict[str, Any], embeddings: Any | None = None) -> torch.Tensor:

@@ -23,6 +23,9 @@ ORIG_OBS = PrevActionsPrevRewards.ORIG_OBS_KEY
 PREV_ACTIONS = PrevActionsPrevRewards.PREV_ACTIONS_KEY
 PREV_REWARDS = PrevActionsPrevRewards.PREV_REWARDS_KEY
 
+# forward_train output: mean spikes per neuron per neuron update of the core at each step.
+SPIKE_RATE = "spike_rate"
+
 
 class MLP(nn.Module):
     """Linear layers with ReLU between them (and after the last one unless it is an output layer).
@@ -80,7 +83,7 @@ class RecurrentBackbone(nn.Module):
             cfg.hidden,
             decay=cfg.decay,
             threshold=cfg.threshold,
-            alpha=cfg.alpha,
+            alpha=cfg.initial_surrogate_alpha,  # a schedule's t=0 value; SurrogateAlphaSchedule moves it
             time_steps=cfg.time_steps,
         )
         self.shortcut = MLP(obs_size, [cfg.obs_embed])
@@ -104,3 +107,15 @@ class RecurrentBackbone(nn.Module):
         out, state_out = self.core.unroll(torch.cat(parts, dim=-1), state)
         features = torch.cat([out, self.shortcut(o)], dim=-1)
         return features, state_out
+
+    def spike_rate(self, features: torch.Tensor) -> torch.Tensor | None:
+        """Mean firing rate of the core at every step, ``[...]`` from :meth:`forward`'s ``[..., F]``.
+
+        Spikes per neuron per neuron update: a TAP cell fires 0/1 once per env step; a ``*_notap``
+        core already outputs its window's rate. Read from the features' first ``H`` columns (the
+        core's output, see :meth:`forward`), so acting pays nothing for it. None for cores that do
+        not spike (gru, mlp).
+        """
+        if not getattr(self.core, "is_spiking", False):
+            return None
+        return features[..., : self.core.output_size].mean(dim=-1)

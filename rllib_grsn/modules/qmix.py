@@ -89,7 +89,7 @@ class AgentQNetwork(nn.Module):
             cfg.hidden,
             decay=cfg.decay,
             threshold=cfg.threshold,
-            alpha=cfg.alpha,
+            alpha=cfg.initial_surrogate_alpha,  # a schedule's t=0 value; SurrogateAlphaSchedule moves it
             time_steps=cfg.time_steps,
         )
         self.head = MLP(self.core.output_size, cfg.head_hiddens, n_actions)
@@ -99,8 +99,17 @@ class AgentQNetwork(nn.Module):
 
     def forward(self, x: Tensor, state: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
         """``x`` [B, T, D] -> Q [B, T, |A|] and the core state after step T."""
+        # Not through unroll(): acting runs this once per env step and has no use for the rate.
         out, state_out = self.core.unroll(self.encoder(x), state)
         return self.head(out), state_out
+
+    def unroll(self, x: Tensor, state: dict[str, Tensor]) -> tuple[Tensor, Tensor | None, dict[str, Tensor]]:
+        """``x`` [B, T, D] -> Q [B, T, |A|], the core's firing rate per step [B, T] (None for a core
+        that does not spike: gru, mlp) and the core state after step T."""
+        out, state_out = self.core.unroll(self.encoder(x), state)
+        # Spikes per neuron per neuron update; the mean over H is cheap next to the unroll itself.
+        rate = out.mean(dim=-1) if getattr(self.core, "is_spiking", False) else None
+        return self.head(out), rate, state_out
 
 
 class SpikingQMixModule(SteadyTrainModeMixin, TorchRLModule, TargetNetworkAPI, InferenceOnlyAPI):
@@ -209,6 +218,14 @@ class SpikingQMixModule(SteadyTrainModeMixin, TorchRLModule, TargetNetworkAPI, I
         """Q ``[B, T, |A|]`` of agent sequences ``inputs`` ``[B, T, D]`` unrolled from ``state``."""
         q, _ = getattr(self, (TARGET_PREFIX if target else "") + "agent")(inputs, state)
         return q
+
+    def agent_q_values_and_spike_rate(
+        self, inputs: Tensor, state: dict[str, Tensor]
+    ) -> tuple[Tensor, Tensor | None]:
+        """Online Q ``[B, T, |A|]`` and the agent core's firing rate per step ``[B, T]`` (None when the
+        core does not spike), from one unroll: the learner's firing-rate penalty needs both."""
+        q, rate, _ = self.agent.unroll(inputs, state)
+        return q, rate
 
     def mix(self, agent_qs: Tensor, states: Tensor, *, target: bool = False) -> Tensor:
         """``Q_tot`` ``[B, T]`` from per-agent values ``[B, T, n_agents]`` and states ``[B, T, S]``."""

@@ -186,8 +186,16 @@ class RecurrentTwinQModule(SteadyTrainModeMixin, TorchRLModule, TargetNetworkAPI
     def unroll_actor(self, obs: Any, state: dict[str, Tensor], *, target: bool = False) -> Tensor:
         """Policy head outputs ``[B, T, P]`` over a window, from start state ``state`` (actor part)."""
         prefix = TARGET_PREFIX if target else ""
-        features, _ = getattr(self, prefix + "actor")(obs, state)
-        return getattr(self, prefix + "pi_head")(features)
+        return getattr(self, prefix + "pi_head")(self.actor_features(obs, state, target=target))
+
+    def actor_features(self, obs: Any, state: dict[str, Tensor], *, target: bool = False) -> Tensor:
+        """Actor backbone features ``[B, T, F]`` over a window (what ``pi_head`` reads).
+
+        The learner unrolls through this when it also needs the actor core's firing rate
+        (``self.actor.spike_rate(features)``) besides the policy head.
+        """
+        features, _ = getattr(self, (TARGET_PREFIX if target else "") + "actor")(obs, state)
+        return features
 
     def unroll_critic(self, obs: Any, state: dict[str, Tensor], *, target: bool = False) -> Tensor:
         """Critic core features ``[B, T, F]`` over a window (before the current action enters)."""

@@ -6,6 +6,7 @@ from rllib_grsn.neurons.grsn import GRSNCell
 from rllib_grsn.neurons.lif import LIFCell, SpikingCell
 from rllib_grsn.neurons.rate_coded import RateCodedCore
 from rllib_grsn.neurons.registry import CORE_NAMES, SPIKING_CORES, build_core
+from rllib_grsn.neurons.spiking_cells import set_surrogate_alpha, spiking_cells
 from rllib_grsn.neurons.surrogate import ATanSpike, atan_spike, atan_surrogate_grad
 
 __all__ = [
@@ -21,4 +22,6 @@ __all__ = [
     "atan_spike",
     "atan_surrogate_grad",
     "build_core",
+    "set_surrogate_alpha",
+    "spiking_cells",
 ]

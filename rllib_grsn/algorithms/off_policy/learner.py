@@ -13,6 +13,13 @@ The maths is in :mod:`rllib_grsn.algorithms.losses`; this file wires it to RLlib
 optimisers registered per network (``critic``, ``actor``, SAC's ``alpha``), gradients taken with
 ``torch.autograd.grad`` per loss so no loss leaks into another network's parameters, and
 RLlib's ``apply_gradients`` / ``postprocess_gradients`` (``grad_clip``) doing the steps.
+
+With ``model_config.firing_rate_penalty > 0`` the actor loss also carries ``penalty * firing rate`` of
+the actor's core (:mod:`rllib_grsn.algorithms.firing_rate`). Only the actor's: it is the network that
+is deployed and whose spikes cost energy at run time (the energy count of a decision covers the
+actor too); the critic exists for training only, and a penalty there would bias the value estimates
+the actor learns from without saving any deployed spike. The critic core's rate is logged
+(``critic_firing_rate``) for reference.
 """
 
 from __future__ import annotations
@@ -29,6 +36,12 @@ from ray.rllib.utils.typing import ModuleID
 from torch import Tensor
 
 from rllib_grsn.algorithms import losses as L
+from rllib_grsn.algorithms.firing_rate import (
+    FIRING_RATE_KEY,
+    add_firing_rate_penalty,
+    firing_rate_penalty_coeff,
+    mean_firing_rate,
+)
 from rllib_grsn.algorithms.off_policy.config import RecurrentOffPolicyConfig, RecurrentSACConfig, TD3Config
 from rllib_grsn.modules.twin_q import RecurrentTwinQModule, SpikingSACModule, SpikingTD3Module
 
@@ -149,6 +162,39 @@ class RecurrentOffPolicyLearner(TorchLearner):
             target_features = module.unroll_critic(ext, state, target=True)
         return ext, features, target_features, batch[LOSS_MASK]
 
+    def _log_critic_firing_rate(
+        self, module_id: ModuleID, module: RecurrentTwinQModule, features: Tensor, mask: Tensor
+    ) -> None:
+        """The critic core's firing rate over the window's valid steps (a metric, not penalised)."""
+        rate = module.critic.spike_rate(features[:, :-1].detach())
+        if rate is not None:
+            self.metrics.log_value(
+                (module_id, "critic_" + FIRING_RATE_KEY), mean_firing_rate(rate, mask), window=1
+            )
+
+    def _penalise_actor(
+        self,
+        module_id: ModuleID,
+        module: RecurrentTwinQModule,
+        actor_loss: Tensor,
+        features: Tensor,
+        mask: Tensor,
+    ) -> Tensor:
+        """``actor_loss`` plus the firing-rate penalty of the actor core over ``features`` ``[B, T, F]``.
+
+        Added to the actor loss itself rather than returned as a term of its own: the update loop
+        takes one gradient per term and parameter, so a second term on the actor's parameters would
+        replace the actor loss's gradient instead of adding to it.
+        """
+        return add_firing_rate_penalty(
+            self,
+            module_id,
+            actor_loss,
+            module.actor.spike_rate(features),
+            mask,
+            firing_rate_penalty_coeff(module),
+        )
+
     @staticmethod
     def _rewards_and_dones(batch: dict[str, Any]) -> tuple[Tensor, Tensor]:
         return batch[Columns.REWARDS].float(), batch[Columns.TERMINATEDS].float()
@@ -161,6 +207,7 @@ class TD3Learner(RecurrentOffPolicyLearner):
         self, module_id: ModuleID, module: SpikingTD3Module, config: TD3Config, batch: dict[str, Any]
     ) -> tuple[dict[str, Tensor], dict[str, list[torch.nn.Parameter]], bool]:
         ext, h, h_target, mask = self._critic_pass(module, batch)
+        self._log_critic_firing_rate(module_id, module, h, mask)
         rewards, dones = self._rewards_and_dones(batch)
         actor_state = _start_state(batch, "actor")
         with torch.no_grad():
@@ -181,9 +228,12 @@ class TD3Learner(RecurrentOffPolicyLearner):
 
         actor_step = self.num_gradient_steps % config.policy_delay == 0
         if actor_step:
-            action = module.policy_action(module.unroll_actor(batch[Columns.OBS], actor_state))
+            features = module.actor_features(batch[Columns.OBS], actor_state)
+            action = module.policy_action(module.pi_head(features))
             q1_pi, _ = module.q_values(h[:, :-1].detach(), action)
-            terms["actor_loss"] = L.td3_actor_loss(q1_pi, mask)
+            terms["actor_loss"] = self._penalise_actor(
+                module_id, module, L.td3_actor_loss(q1_pi, mask), features, mask
+            )
             params["actor_loss"] = module.actor_parameters()
         return terms, params, actor_step
 
@@ -207,8 +257,10 @@ class SACLearner(RecurrentOffPolicyLearner):
         self, module_id: ModuleID, module: SpikingSACModule, config: RecurrentSACConfig, batch: dict[str, Any]
     ) -> tuple[dict[str, Tensor], dict[str, list[torch.nn.Parameter]], bool]:
         ext, h, h_target, mask = self._critic_pass(module, batch)
+        self._log_critic_firing_rate(module_id, module, h, mask)
         rewards, dones = self._rewards_and_dones(batch)
-        head = module.unroll_actor(ext, _start_state(batch, "actor"))  # [B, T+1, P]
+        actor_features = module.actor_features(ext, _start_state(batch, "actor"))  # [B, T+1, F]
+        head = module.pi_head(actor_features)  # [B, T+1, P]
         alpha = module.log_alpha.exp().detach()
         target_entropy = self.target_entropy(module, config)
 
@@ -243,6 +295,8 @@ class SACLearner(RecurrentOffPolicyLearner):
                 module.log_alpha, log_prob[:, :-1], target_entropy, mask, discrete=False
             )
 
+        # The actor loss reads steps :T (step T+1 only feeds the target), so the penalty does too.
+        actor_loss = self._penalise_actor(module_id, module, actor_loss, actor_features[:, :-1], mask)
         self.metrics.log_value((module_id, "alpha"), alpha, window=1)
         self.metrics.log_value((module_id, "entropy"), L.masked_mean(entropy.detach(), mask), window=1)
         self.metrics.log_value((module_id, "q_mean"), L.masked_mean(q1.detach(), mask), window=1)

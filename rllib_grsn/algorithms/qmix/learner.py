@@ -16,6 +16,10 @@ neuron update per env step (TAP). Then (Rashid et al. 2018, Eq. 1 and Sec. 4):
 
 Target networks are hard copies, refreshed by the algorithm every ``target_update_interval``
 episodes through :meth:`QMixLearner.update_target_networks`.
+
+With ``model_config.firing_rate_penalty > 0`` the loss also carries ``penalty * firing rate`` of the
+agent network's core over every agent and real step (:mod:`rllib_grsn.algorithms.firing_rate`); the
+mixer does not spike and runs only in training.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from ray.rllib.utils.annotations import override
 from ray.rllib.utils.typing import ModuleID
 from torch import Tensor
 
+from rllib_grsn.algorithms.firing_rate import add_firing_rate_penalty, firing_rate_penalty_coeff
 from rllib_grsn.algorithms.qmix.config import QMixConfig
 from rllib_grsn.algorithms.qmix.targets import td_lambda_targets
 from rllib_grsn.modules.qmix import SpikingQMixModule, masked_q
@@ -75,7 +80,7 @@ class QMixLearner(TorchLearner):
         inputs, masks, states = batch["inputs"].float(), batch["masks"].float(), batch["states"].float()
         actions = batch["actions"].long()
         rewards, terminateds, filled = (batch[k].float() for k in ("rewards", "terminateds", "filled"))
-        q, target_q = self.agent_q_values(module, inputs)  # [B, T+1, N, A] each
+        q, target_q, spike_rate = self.agent_q_values_and_spike_rate(module, inputs)  # [B, T+1, N, A] each
 
         chosen = q[:, :-1].gather(-1, actions.unsqueeze(-1)).squeeze(-1)  # [B, T, N]
         q_tot = module.mix(chosen, states[:, :-1])
@@ -99,23 +104,43 @@ class QMixLearner(TorchLearner):
         ):
             self.metrics.log_value((module_id, name), value.detach(), window=1)
         self.metrics.log_value((module_id, "loss"), loss.detach(), window=1)
+        if spike_rate is not None:
+            # Steps :T are the transitions; every agent of a real (filled) step counts.
+            loss = add_firing_rate_penalty(
+                self,
+                module_id,
+                loss,
+                spike_rate[:, :-1],
+                filled.unsqueeze(-1),
+                firing_rate_penalty_coeff(module),
+            )
         return loss
 
     @staticmethod
     def agent_q_values(module: SpikingQMixModule, inputs: Tensor) -> tuple[Tensor, Tensor]:
         """Online and target Q ``[B, T+1, N, A]`` of every agent, each sequence from the zero state."""
+        q, target_q, _ = QMixLearner.agent_q_values_and_spike_rate(module, inputs)
+        return q, target_q
+
+    @staticmethod
+    def agent_q_values_and_spike_rate(
+        module: SpikingQMixModule, inputs: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor | None]:
+        """Online and target Q ``[B, T+1, N, A]`` of every agent, each sequence from the zero state,
+        and the online core's firing rate ``[B, T+1, N]`` (None when the core does not spike)."""
         batch_size, steps, n_agents, width = inputs.shape
         # [B, T+1, N, D] -> [B*N, T+1, D]: every agent of every episode is one sequence.
         sequences = inputs.permute(0, 2, 1, 3).reshape(batch_size * n_agents, steps, width)
         state = module.agent.initial_state(batch_size * n_agents, device=inputs.device)
-        q = module.agent_q_values(sequences, state)
+        q, rate = module.agent_q_values_and_spike_rate(sequences, state)
         with torch.no_grad():
             target_q = module.agent_q_values(sequences, state, target=True)
 
         def per_agent(x: Tensor) -> Tensor:
             return x.reshape(batch_size, n_agents, steps, -1).permute(0, 2, 1, 3)
 
-        return per_agent(q), per_agent(target_q)
+        spike_rate = None if rate is None else per_agent(rate.unsqueeze(-1)).squeeze(-1)
+        return per_agent(q), per_agent(target_q), spike_rate
 
     def update_target_networks(self) -> None:
         """Hard copy of the online agent network and mixer into the targets (pymarl)."""
