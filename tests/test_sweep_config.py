@@ -185,11 +185,15 @@ def test_cli_check_reports_the_number_of_trials(write, capsys):
     assert "--num-samples: must be >= 1" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("name", ["smac_8m_grsn_5seeds", "cartpole_p_grsn_neuron_grid"])
+@pytest.mark.parametrize(
+    "name", ["smac_8m_grsn_5seeds", "cartpole_p_grsn_neuron_grid", "cartpole_p_energy_tradeoff"]
+)
 def test_the_sweeps_in_tuned_examples_validate(name, capsys):
     path = REPO / "tuned_examples" / "sweeps" / f"{name}.yaml"
     assert main(["train", "file", str(path), "--check"]) == 0
-    trials = {"smac_8m_grsn_5seeds": 5, "cartpole_p_grsn_neuron_grid": 27}[name]
+    trials = {"smac_8m_grsn_5seeds": 5, "cartpole_p_grsn_neuron_grid": 27, "cartpole_p_energy_tradeoff": 8}[
+        name
+    ]
     assert f"{trials} trials: OK" in capsys.readouterr().out
 
 

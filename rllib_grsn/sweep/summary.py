@@ -143,6 +143,8 @@ def _cell(stats: tuple[float, float, int] | None, spread: bool = True) -> str:
 
 def _value(value: Any) -> str:
     """A sampled value for the table: floats to 4 significant digits (1.252e-03, 0.6875)."""
+    if isinstance(value, dict):  # a whole mapping sampled (e.g. one model_config per grid point)
+        return ", ".join(f"{k}={_value(v)}" for k, v in value.items())
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
