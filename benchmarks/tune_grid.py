@@ -28,6 +28,9 @@ from typing import TYPE_CHECKING, Any
 
 from ray.tune import Callback
 
+# ``result[k0][k1]...``, or None where a level is missing (evaluation runs only some iterations).
+from rllib_grsn.sweep.search_space import get_path as nested
+
 if TYPE_CHECKING:
     from rllib_grsn.experiment import Experiment
 
@@ -38,15 +41,6 @@ ENV_STEPS = "num_env_steps_sampled_lifetime"
 Series = dict[str, tuple[str, ...]]
 # Called after each iteration's values are appended, before the record is written.
 AfterIteration = Callable[[Any, dict[str, Any], dict[str, Any]], None]
-
-
-def nested(result: dict[str, Any], keys: tuple[str, ...]) -> Any:
-    """``result[k0][k1]...``, or None where a level is missing (evaluation runs only some iterations)."""
-    for key in keys:
-        if not isinstance(result, dict) or key not in result:
-            return None
-        result = result[key]
-    return result
 
 
 def is_complete(path: Path) -> bool:

@@ -138,6 +138,7 @@ def with_value(config: dict[str, Any], path: Path, value: Any) -> dict[str, Any]
 
 
 def get_path(tree: Any, path: Path) -> Any:
+    """``tree[k0][k1]...`` for ``path = (k0, k1, ...)``, or None where a level is missing."""
     for key in path:
         if not isinstance(tree, dict) or key not in tree:
             return None
