@@ -66,7 +66,7 @@ def run_experiment(
         checkpoint_config=tune.CheckpointConfig(
             checkpoint_frequency=exp.checkpoint_freq, checkpoint_at_end=exp.checkpoint_at_end
         ),
-        callbacks=[ProgressPrinter(), *(callbacks or [])],
+        callbacks=[ProgressPrinter(), *callbacks],
         verbose=0,
     )
     if resume and tune.Tuner.can_restore(experiment_path):

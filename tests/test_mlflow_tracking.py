@@ -11,6 +11,7 @@ from rllib_grsn.experiment import build_experiment
 from rllib_grsn.tracking.mlflow_tracking import (
     MAX_PARAM_VALUE,
     MLflowTracking,
+    artifact_location,
     default_tracking_uri,
     flatten_params,
     result_metrics,
@@ -83,6 +84,8 @@ def test_trial_experiment_fills_in_the_sampled_values():
 def test_default_tracking_uri_is_a_sqlite_file_next_to_the_results(tmp_path):
     assert default_tracking_uri(str(tmp_path / "r")) == f"sqlite:///{tmp_path / 'r' / 'mlflow.db'}"
     assert default_tracking_uri("s3://bucket/results").endswith("/mlflow.db")
+    assert artifact_location(f"sqlite:///{tmp_path}/r/mlflow.db") == (tmp_path / "r" / "mlartifacts").as_uri()
+    assert artifact_location("http://mlflow:5000") is None  # a server keeps its own artifact store
     assert ui_command("sqlite:////x/mlflow.db") == "mlflow ui --backend-store-uri sqlite:////x/mlflow.db"
     assert "browser" in ui_command("http://mlflow:5000")
 

@@ -165,6 +165,8 @@ def test_every_trial_is_one_finished_mlflow_run_with_params_tags_metrics_and_art
         )
         assert logged["seed-sweep"]["config"]["seed"] == int(tags["seed"])
         assert Path(tags["checkpoint"]).is_dir()
+    # Artifacts sit beside the database, not in ./mlruns of wherever the command ran.
+    assert (storage / "mlartifacts").is_dir() and not (REPO / "mlruns").exists()
 
 
 def test_no_ray_process_outlives_the_commands(sweep, ray_tmp_module):

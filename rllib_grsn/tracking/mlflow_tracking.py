@@ -77,6 +77,16 @@ def default_tracking_uri(storage_path: str) -> str:
     return f"sqlite:///{root / 'mlflow.db'}"
 
 
+def artifact_location(tracking_uri: str) -> str | None:
+    """Where a new experiment's artifacts go: ``mlartifacts/`` beside a sqlite database (MLflow's own
+    default is ``./mlruns`` in whatever directory the command ran from); None: the store decides."""
+    if not tracking_uri.startswith("sqlite:///"):
+        return None
+    # sqlite:////abs/mlflow.db is an absolute path, sqlite:///rel/mlflow.db a relative one.
+    database = Path(tracking_uri.removeprefix("sqlite:///")).resolve()
+    return (database.parent / "mlartifacts").as_uri()
+
+
 def ui_command(tracking_uri: str) -> str:
     """The command that shows ``tracking_uri``'s runs in MLflow's web UI."""
     if tracking_uri.startswith(("http://", "https://", "databricks")):
@@ -176,7 +186,11 @@ class MLflowTracking(LoggerCallback):
             self._client = MlflowClient(tracking_uri=self.tracking_uri)
             found = self._client.get_experiment_by_name(self.experiment.name)
             self._experiment_id = (
-                found.experiment_id if found else self._client.create_experiment(self.experiment.name)
+                found.experiment_id
+                if found
+                else self._client.create_experiment(
+                    self.experiment.name, artifact_location=artifact_location(self.tracking_uri)
+                )
             )
         return self._client
 
