@@ -199,7 +199,8 @@ class MLflowTracking(LoggerCallback):
         return self._runs.get(trial.trial_id)
 
     def _existing_run(self, trial_id: str) -> str | None:
-        runs = self.client.search_runs(
+        client = self.client  # first: connecting also looks up the experiment id
+        runs = client.search_runs(
             [self._experiment_id], filter_string=f"tags.`{TRIAL_ID_TAG}` = '{trial_id}'", max_results=1
         )
         return runs[0].info.run_id if runs else None
