@@ -294,7 +294,9 @@ def build_experiment(
             has_grid=any(d.is_grid for d in search_space.values()),
             evaluation_interval=algo_config.evaluation_interval,
         )
-        problems += _search_space_problems(name, spec, raw_config, search_space)
+        trial_spec = {k: v for k, v in spec.items() if k not in ("config", "tune")}
+        trial_spec |= {"env": env, "stop": stop_criteria}  # the env and stop as overridden
+        problems += _search_space_problems(name, trial_spec, raw_config, search_space)
     if problems:
         raise ExperimentError(name, problems)
     assert algo_config is not None
@@ -334,15 +336,16 @@ def _search_space_problems(
     name: str, spec: dict[str, Any], base: dict[str, Any], space: dict[tuple[str, ...], SearchDomain]
 ) -> list[str]:
     """Builds the experiment once more for every other value a search space can take (every grid
-    and choice value, both ends of a range), so a bad value fails now, not hours into a sweep."""
+    and choice value, both ends of a range), so a bad value fails now, not hours into a sweep.
+
+    ``spec`` is the experiment without config and tune, with the env and stop finally chosen."""
     problems: list[str] = []
-    trial_spec = {k: v for k, v in spec.items() if k not in ("config", "tune")}
     for path, domain in space.items():
         if path == SEED_PATH and all(isinstance(v, int) and v >= 0 for v in domain.candidates()):
             continue  # a seed changes no setting another seed accepts: no need to build each
         for value in domain.candidates()[1:]:
             try:
-                build_experiment(name, {**trial_spec, "config": with_value(base, path, value)})
+                build_experiment(name, {**spec, "config": with_value(base, path, value)})
             except ExperimentError as err:
                 key = f"{name}.config.{'.'.join(path)}"
                 # "key = value: problem", without naming the key twice when the problem is about it.

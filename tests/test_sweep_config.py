@@ -227,3 +227,12 @@ def test_last_values_take_the_last_reported_value_of_each_column():
     )
     values = last_values(history)
     assert values == {"return": 3.0, "eval return": 9.0, "eval win rate %": 25.0, "energy KpJ/decision": 2.0}
+
+
+def test_search_space_values_are_checked_with_the_env_and_stop_as_overridden(write):
+    """`--config '{"env": ...}'` and `--stop` reach the per-value checks too."""
+    text = SWEEP.replace("  env: CartPole-P\n", "").replace(
+        "stop: {training_iteration: 1}", "stop: {x: .nan}"
+    )
+    (exp,) = load_experiments(write(text), config={"env": "CartPole-P"}, stop={"training_iteration": 2})
+    assert exp.env == "CartPole-P" and exp.num_trials == 6
