@@ -269,6 +269,8 @@ def build_experiment(
         problems.append(
             f"{name}.checkpoint_freq: must be an integer >= 0 (0: only at the end), got {checkpoint_freq!r}"
         )
+    if not isinstance(spec.get("description", ""), str):
+        problems.append(f"{name}.description: must be a string, got {spec['description']!r}")
     checkpoint_at_end = spec.get("checkpoint_at_end", True)
     if not isinstance(checkpoint_at_end, bool):
         problems.append(f"{name}.checkpoint_at_end: must be true or false, got {checkpoint_at_end!r}")
@@ -425,6 +427,9 @@ def _validate_stop(name: str, stop: Any, problems: list[str]) -> dict[str, float
         return {}
     out = {}
     for key, value in stop.items():
+        if not isinstance(key, str):
+            problems.append(f"{name}.stop.{key}: a stop key must be a result key (a string), got {key!r}")
+            continue
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             problems.append(
                 f"{name}.stop.{key}: must be a finite number, got {value!r}{string_number_hint(value)}"
@@ -441,10 +446,42 @@ def _is_number(value: Any) -> bool:
 SCHEDULE_EXAMPLE = "[[0, 0.001], [100000, 0.0001]]"
 
 
+# Sizes and counts RLlib divides by or loops over: 0 would train on nothing or never stop sampling.
+POSITIVE_KEYS = (
+    "train_batch_size",
+    "train_batch_size_per_learner",
+    "minibatch_size",
+    "num_epochs",
+    "num_envs_per_env_runner",
+    "evaluation_duration",
+)
+# Settings whose RLlib default is None, so their type cannot be read off it: a value RLlib's default
+# stands for (None is always allowed, it means RLlib's default behaviour).
+NULLABLE_DEFAULTS = {
+    "seed": 0,
+    "train_batch_size_per_learner": 1,
+    "evaluation_interval": 1,
+    "grad_clip": 1.0,
+    "evaluation_config": {},
+}
+
+
+# Settings RLlib takes as a positive integer or "auto" (its default is one of the two, so the
+# type of the default alone would wrongly refuse the other).
+AUTO_OR_POSITIVE_INT = ("rollout_fragment_length", "evaluation_duration")
+
+
 def _type_problem(key: str, value: Any, default: Any) -> str | None:
     """A message when ``value`` cannot stand where RLlib's default is ``default``."""
-    if default is None or value is None:
-        return None
+    name, shown = key.rsplit(".", 1)[-1], default
+    if name in AUTO_OR_POSITIVE_INT:
+        if value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and value > 0):
+            return None
+        return f'{key}: must be an integer > 0 or "auto" (RLlib\'s default is {default!r}), got {value!r}'
+    if default is None:
+        if value is None or name not in NULLABLE_DEFAULTS:
+            return None
+        default = NULLABLE_DEFAULTS[name]
     hint = ""
     if isinstance(default, bool):
         ok, want = isinstance(value, bool), "true or false"
@@ -467,10 +504,12 @@ def _type_problem(key: str, value: Any, default: Any) -> str | None:
     else:
         return None
     if not ok:
-        return f"{key}: must be {want} (RLlib's default is {default!r}), got {value!r}{hint}"
+        return f"{key}: must be {want} (RLlib's default is {shown!r}), got {value!r}{hint}"
     # Sizes, counts and rates of RLlib are never negative.
     if _is_number(value) and value < 0 and default >= 0:
         return f"{key}: must be >= 0, got {value!r}"
+    if name in POSITIVE_KEYS and value == 0:
+        return f"{key}: must be > 0, got {value!r}"
     return None
 
 
@@ -512,11 +551,15 @@ def _build_algo_config(
     checked: dict[str, Any] = {}
     public_keys = [a for a in vars(default) if not a.startswith("_")]
     for key, value in raw.items():
-        attr = AlgorithmConfig._translate_special_keys(key, warn_deprecated=False)
+        attr = (
+            AlgorithmConfig._translate_special_keys(key, warn_deprecated=False)
+            if isinstance(key, str)
+            else key
+        )
         if attr == "model_config":
             continue
-        if not hasattr(default, attr):
-            problems.append(f"{name}.config.{key}: unknown key for {run}{_suggest(attr, public_keys)}")
+        if not isinstance(attr, str) or not hasattr(default, attr):
+            problems.append(f"{name}.config.{key}: unknown key for {run}{_suggest(str(attr), public_keys)}")
             continue
         problem = _type_problem(f"{name}.config.{key}", value, getattr(default, attr))
         if problem:
@@ -545,7 +588,7 @@ def _build_algo_config(
             if key not in allowed:
                 problems.append(
                     f"{name}.config.model_config.{key}: unknown key for RLlib's default model"
-                    f"{_suggest(key, allowed)}; add `core: {'|'.join(CORE_NAMES)}` for a spiking model"
+                    f"{_suggest(str(key), allowed)}; add `core: {'|'.join(CORE_NAMES)}` for a spiking model"
                 )
     if len(problems) > before:
         return None

@@ -630,3 +630,27 @@ def test_json_options_round_trip():
     value = {"model_config": {"core": "lif", "head_hiddens": [64, 64]}, "lr": 1e-3}
     assert parse_json_option(json.dumps(value), "--config") == value
     assert parse_json_option(None, "--config") == {}
+
+
+@pytest.mark.parametrize(
+    ("setting", "ok"),
+    [
+        ("rollout_fragment_length: 50", True),
+        ("rollout_fragment_length: auto", True),
+        ("evaluation_duration: auto", True),
+        ("evaluation_duration: 5", True),
+        ("rollout_fragment_length: 0", False),
+        ("evaluation_duration: -3", False),
+        ("rollout_fragment_length: fifty", False),
+    ],
+)
+def test_settings_that_take_an_integer_or_auto(setting, ok, write):
+    """RLlib's default is "auto" for one and 10 for the other; both forms are valid for both."""
+    text = good_with("    lr: 0.0003\n", f"    lr: 0.0003\n    {setting}\n")
+    if ok:
+        load_experiments(write(text))
+        return
+    with pytest.raises(ExperimentError) as err:
+        load_experiments(write(text))
+    key = setting.split(":")[0]
+    assert err.value.problems[0].startswith(f'exp.config.{key}: must be an integer > 0 or "auto"')

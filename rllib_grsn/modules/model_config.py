@@ -109,6 +109,10 @@ class SpikingModelConfig(BaseModel):
 
 def model_config_errors(model_config: dict[str, Any], where: str = "config.model_config") -> list[str]:
     """Human-readable problems with ``model_config`` (empty when valid), one per bad key."""
+    not_names = [key for key in model_config if not isinstance(key, str)]
+    if not_names:  # YAML keys such as `1:` or `.nan:`, which cannot name a field
+        allowed = ", ".join(SpikingModelConfig.model_fields)
+        return [f"{where}.{key}: unknown key; allowed keys: {allowed}" for key in not_names]
     try:
         SpikingModelConfig(**model_config)
     except ValidationError as err:

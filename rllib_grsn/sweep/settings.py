@@ -135,6 +135,12 @@ def parse_tune_settings(section: Any, where: str) -> tuple[TuneSettings, list[st
         return TuneSettings(), []
     if not isinstance(section, dict):
         return TuneSettings(), [f"{where}: must be a mapping, got {type(section).__name__}"]
+    not_names = [key for key in section if not isinstance(key, str)]
+    if not_names:  # YAML keys such as `1:`, which cannot name a setting
+        return TuneSettings(), [
+            f"{where}.{key}: unknown key; allowed keys: {', '.join(TuneSettings.model_fields)}"
+            for key in not_names
+        ]
     data = dict(section)
     for key in ("scheduler", "search_alg"):
         if key in data:
