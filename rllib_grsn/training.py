@@ -67,6 +67,8 @@ def run_experiment(
             checkpoint_frequency=exp.checkpoint_freq, checkpoint_at_end=exp.checkpoint_at_end
         ),
         callbacks=[ProgressPrinter(), *callbacks],
+        # A trial that fails (its node lost, an env crash) restarts from its last checkpoint.
+        failure_config=tune.FailureConfig(max_failures=exp.tune.max_failures),
         verbose=0,
     )
     if resume and tune.Tuner.can_restore(experiment_path):

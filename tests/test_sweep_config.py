@@ -155,8 +155,8 @@ def test_num_samples_without_a_seed_search_becomes_a_seed_grid(write):
 
 def test_tune_section_problems_name_the_key(write):
     assert _problems(write(SWEEP.replace("max_concurrent_trials: 2", "max_trials: 2"))) == [
-        "sw.tune.max_trials: unknown key; allowed keys: num_samples, max_concurrent_trials, metric, mode, "
-        "scheduler, search_alg"
+        "sw.tune.max_trials: unknown key; allowed keys: num_samples, max_concurrent_trials, max_failures, "
+        "metric, mode, scheduler, search_alg"
     ]
     problems = _problems(write(SWEEP.replace("metric: eval_return", "metric: eval_return, mode: best")))
     assert problems[0].startswith("sw.tune.mode: Input should be 'max' or 'min'")

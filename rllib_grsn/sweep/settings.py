@@ -8,6 +8,7 @@
       tune:
         num_samples: 1              # samples per grid point (choice/uniform/... drawn anew each)
         max_concurrent_trials: 2    # 0 or absent: as many as the cluster's CPUs allow
+        max_failures: 3             # a trial that fails (a lost node) restarts from its last checkpoint
         metric: eval_return         # for the scheduler/search algorithm and the summary table
         mode: max
         scheduler: {type: asha, grace_period: 5, max_t: 100}   # optional early stopping
@@ -62,6 +63,9 @@ class TuneSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
     num_samples: StrictInt = Field(1, gt=0, description="samples of the search space per grid point")
     max_concurrent_trials: StrictInt | None = Field(None, ge=0, description="0/None: no limit")
+    max_failures: StrictInt = Field(
+        0, ge=-1, description="restarts of a failed trial from its last checkpoint (-1: unlimited)"
+    )
     metric: str | None = Field(None, description="short name or result key")
     mode: Literal["max", "min"] = "max"
     scheduler: ASHASettings | None = None
