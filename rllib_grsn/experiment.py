@@ -23,6 +23,7 @@ from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 
 import rllib_grsn.envs  # noqa: F401  (registers CartPole-P & co. with gymnasium and Tune)
 from rllib_grsn.algorithms.callbacks import add_callbacks
+from rllib_grsn.algorithms.divergence import DivergenceGuard
 from rllib_grsn.algorithms.registry import (
     ALGORITHM_NAMES,
     algorithms_with_spiking_modules,
@@ -307,6 +308,8 @@ def build_experiment(
     if isinstance(raw_config.get("model_config"), dict) and "core" in raw_config["model_config"]:
         # Our modules have energy adapters: every evaluation logs the energy per decision.
         add_callbacks(algo_config, EnergyMetricsCallback)
+    # Last, so it checks what every other callback left: a NaN loss or weight ends the trial.
+    add_callbacks(algo_config, DivergenceGuard)
     return Experiment(
         name=name,
         run=run,

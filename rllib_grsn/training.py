@@ -34,6 +34,13 @@ class RunOutcome:
     interrupted: bool = False
 
 
+def error_line(error: BaseException) -> str:
+    """The line that says what went wrong: a trial's error arrives wrapped with the remote traceback,
+    whose last line is the original exception (``TrainingDivergedError: training diverged ...``)."""
+    lines = [line for line in str(error).strip().splitlines() if line.strip()]
+    return lines[-1].strip() if lines else type(error).__name__
+
+
 def _storage_uri(storage_path: str) -> str:
     # Tune accepts URIs (s3://, gs://) as they are; local paths must be absolute.
     return storage_path if "://" in storage_path else str(Path(storage_path).expanduser().resolve())
@@ -133,7 +140,11 @@ def run_experiment(
     metrics = dict(last.metrics or {}) if last is not None else {}
     summary = result_summary(metrics)
     if failed:
-        print(f"{exp.name}: {failed} trial(s) failed: {[str(r.error) for r in grid if r.error is not None]}")
+        for r in grid:
+            if r.error is not None:
+                print(f"{exp.name}: trial failed: {error_line(r.error)} (full traceback: {r.path}/error.txt)")
+        if checkpoint:
+            print(f"{exp.name}: its latest checkpoint, saved before the failure: {checkpoint}")
     ret = "n/a" if summary["return"] is None else f"{summary['return']:.2f}"
     wins = ""
     for key, label in (("win_rate", "win rate"), ("eval_win_rate", "test win rate")):
@@ -141,11 +152,12 @@ def run_experiment(
             wins += f", {label} {100 * summary[key]:.1f}%"
     backend = f" (backend {metrics['backend']})" if metrics.get("backend") else ""
     print(
-        f"{exp.name}: done after {summary['iteration']} iterations, "
+        f"{exp.name}: {'failed' if failed else 'done'} after {summary['iteration']} iterations, "
         f"{int(summary['env_steps'] or 0)} env steps, return {ret}{wins}{backend}"
     )
     if checkpoint:
-        print(f"{exp.name}: final checkpoint {checkpoint}")
+        if not failed:
+            print(f"{exp.name}: final checkpoint {checkpoint}")
         print(f"  evaluate it with: rllib evaluate {checkpoint}")
     return RunOutcome(exp.name, experiment_path, checkpoint, metrics, failed, trials=len(grid))
 
