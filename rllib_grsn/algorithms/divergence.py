@@ -1,11 +1,15 @@
 """Stopping a run whose training diverged, before a checkpoint can save the damage.
 
-:class:`DivergenceGuard` checks, after every training iteration, the learners' losses in the result and
-every weight of every learner module. On the first NaN or infinity it raises
-:class:`TrainingDivergedError` from inside ``Algorithm.train()``, so the iteration never reports: Tune
-saves no checkpoint of it, the trial ends with that error, and its latest checkpoint is the last good
-one (Tune's ``max_failures`` may restart from it). Without the guard a NaN loss trains on silently:
-the weights turn NaN, every later checkpoint holds them, and the return collapses for no stated reason.
+:class:`DivergenceGuard` checks, after every training iteration, every weight of every learner module.
+On the first NaN or infinity it raises :class:`TrainingDivergedError` from inside ``Algorithm.train()``,
+naming the weights and the losses that are not finite, so the iteration never reports: Tune saves no
+checkpoint of it, the trial ends with that error, and its latest checkpoint is the last good one (Tune's
+``max_failures`` may restart from it). Without the guard a NaN loss trains on silently: the weights turn
+NaN, every later checkpoint holds them, and the return collapses for no stated reason.
+
+The weights decide, not the losses: a NaN loss reaches the weights through its gradients in the same
+update, while RLlib also reports NaN losses for an update that had no samples (an iteration whose
+EnvRunner crashed), which changes nothing and must not end the run.
 """
 
 from __future__ import annotations
@@ -50,18 +54,18 @@ def nonfinite_weights(learner: Any) -> list[str]:
 
 
 class DivergenceGuard(RLlibCallback):
-    """Raises :class:`TrainingDivergedError` at the end of the first iteration whose losses or weights
-    are not finite; registered for every experiment (keep it last among the callbacks, so the check sees
-    what the others did)."""
+    """Raises :class:`TrainingDivergedError` at the end of the first iteration whose weights are not
+    finite; registered for every experiment (keep it last among the callbacks, so the check sees what
+    the others did)."""
 
     def on_train_result(self, *, algorithm: Any, result: dict, **kwargs: Any) -> None:
-        problems = nonfinite_losses(result)
+        weights: list[str] = []
         for call in algorithm.learner_group.foreach_learner(nonfinite_weights):
-            weights = call.get()
             if call.ok:
-                problems += [f"weights not finite in {w}" for w in weights[:5]]
-        if not problems:
+                weights += call.get()
+        if not weights:
             return
+        problems = [f"weights not finite in {w}" for w in weights[:5]] + nonfinite_losses(result)
         steps = int(result.get(NUM_ENV_STEPS_SAMPLED_LIFETIME) or 0)
         raise TrainingDivergedError(
             f"training diverged in iteration {result.get('training_iteration')} "
