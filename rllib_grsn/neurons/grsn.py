@@ -45,6 +45,8 @@ class GRSNCell(SpikingCell):
         learnable_decay: if False ``decay_logit`` is a (saved) buffer and beta stays constant.
     """
 
+    fused_kind = "grsn"
+
     def __init__(
         self,
         input_size: int,

@@ -14,6 +14,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from rllib_grsn.neurons.kernels import fused_recurrence
 from rllib_grsn.neurons.surrogate import atan_spike
 
 __all__ = ["LIFCell", "SpikingCell"]
@@ -59,6 +60,8 @@ class SpikingCell(nn.Module):
 
     state_keys: tuple[str, ...] = ("u", "c")
     is_spiking: bool = True
+    # Which fused kernel implements this class's `dynamics` ("lif" | "grsn"); None: only the loop.
+    fused_kind: str | None = None
 
     def __init__(
         self,
@@ -134,7 +137,8 @@ class SpikingCell(nn.Module):
     def unroll(self, x: Tensor, state: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
         """Run ``T`` env steps: ``x[B, T, input_size]`` -> spikes ``[B, T, H]`` and final state.
 
-        Numerically equal to ``T`` chained :meth:`forward` calls.
+        Equal to ``T`` chained :meth:`forward` calls: the same spikes, and the same state and
+        gradients up to float rounding.
         """
         batch, steps = x.shape[0], x.shape[1]
         proj = self.project(x.reshape(batch * steps, x.shape[-1]))
@@ -143,8 +147,29 @@ class SpikingCell(nn.Module):
     def unroll_projected(self, proj: Tensor, state: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
         """Time loop over already-projected inputs ``proj[B, T, P]`` (see :meth:`project`).
 
-        Exposed so wrappers that feed the same input repeatedly (rate coding) project it once.
+        Runs the fused kernel of :mod:`rllib_grsn.neurons.kernels` (one pass forward, one backward)
+        where it can, else :meth:`reference_unroll_projected`. Exposed so wrappers that feed the
+        same input repeatedly (rate coding) project it once.
         """
+        if proj.shape[1] > 0 and self._fused_kind() is not None:
+            fused = fused_recurrence(
+                self.fused_kind, proj, state["u"], state["c"], self.beta,
+                threshold=self.threshold, alpha=self.alpha,
+            )  # fmt: skip
+            if fused is not None:
+                spikes, u, c = fused
+                return spikes, {"u": u, "c": c}
+        return self.reference_unroll_projected(proj, state)
+
+    def _fused_kind(self) -> str | None:
+        # A subclass that changes `dynamics` must not silently get its parent's kernel.
+        owner = next((k for k in type(self).__mro__ if "fused_kind" in vars(k)), SpikingCell)
+        return self.fused_kind if type(self).dynamics is owner.dynamics else None
+
+    def reference_unroll_projected(
+        self, proj: Tensor, state: dict[str, Tensor]
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        """Step-by-step loop of :meth:`dynamics`: the fused kernels' oracle and fallback."""
         u, c = state["u"], state["c"]
         if proj.shape[1] == 0:
             return proj.new_zeros(proj.shape[0], 0, self.hidden_size), {"u": u, "c": c}
@@ -181,6 +206,8 @@ class LIFCell(SpikingCell):
         threshold: theta of Eq. 4, > 0.
         alpha: surrogate width of Eq. 6, > 0.
     """
+
+    fused_kind = "lif"
 
     def __init__(
         self,
