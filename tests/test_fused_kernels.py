@@ -115,17 +115,17 @@ def test_fused_gradcheck_of_the_input_current_path():
     with respect to the gates and c0: that path has no spike, so its exact gradient is checkable."""
     gen = torch.Generator().manual_seed(0)
     batch, steps, hidden = 3, 6, 4
-    proj = torch.rand(batch, steps, 2 * hidden, generator=gen, dtype=torch.float64).requires_grad_()
+    drive = torch.rand(batch, steps, hidden, generator=gen, dtype=torch.float64).requires_grad_()
+    forget = torch.rand(batch, steps, hidden, generator=gen, dtype=torch.float64).requires_grad_()
     c0 = torch.randn(batch, hidden, generator=gen, dtype=torch.float64).requires_grad_()
     u0 = torch.randn(batch, hidden, generator=gen, dtype=torch.float64)
     beta = torch.full((hidden,), 0.7, dtype=torch.float64)
 
-    def current(proj, c0):
-        with use_kernel("fused"):
-            _, _, c_last = fused_recurrence("grsn", proj, u0, c0, beta, threshold=1.0, alpha=2.0)
+    def current(drive, forget, c0):
+        _, _, c_last = fused_recurrence("grsn", drive, forget, u0, c0, beta, threshold=1.0, alpha=2.0)
         return c_last
 
-    assert torch.autograd.gradcheck(current, (proj, c0))
+    assert torch.autograd.gradcheck(current, (drive, forget, c0))
 
 
 @pytest.mark.parametrize("kind", ["grsn", "lif"])
@@ -286,13 +286,17 @@ def test_triton_kernels_match_the_reference_in_the_interpreter(tmp_path):
                     for fused in (False, True):
                         for leaf in (x, *state.values(), *cell.parameters()):
                             leaf.grad = None
-                        proj = cell.project(x.reshape(-1, 6)).reshape(15, 9, -1)
                         if fused:
+                            drive, forget = (
+                                None if p is None else p.reshape(15, 9, 20)
+                                for p in cell.project_parts(x.reshape(-1, 6))
+                            )
                             beta = cell.beta.expand(20)
                             o, u, c = _FusedSpikingRecurrence.apply(
-                                proj, state["u"], state["c"], beta, cell.threshold, cell.alpha,
-                                KINDS[cell.fused_kind], triton_recurrence)
+                                drive, forget, state["u"], state["c"], beta, cell.threshold,
+                                cell.alpha, KINDS[cell.fused_kind], triton_recurrence)
                         else:
+                            proj = cell.project(x.reshape(-1, 6)).reshape(15, 9, -1)
                             o, s = cell.reference_unroll_projected(proj, state)
                             u, c = s["u"], s["c"]
                         ((o * w).sum() + (u ** 2).sum() + (1.5 * c).sum()).backward()
@@ -303,6 +307,19 @@ def test_triton_kernels_match_the_reference_in_the_interpreter(tmp_path):
                     assert 0.1 < ro.mean() < 0.9
                     for a, b in [(ru, fu), (rc, fc), *zip(rg, fg)]:
                         assert (a - b).abs().max() <= tol * a.abs().max().clamp_min(1.0), (cls, dtype)
+            # A rate-coded window: one projection seen T times (time stride 0), [F | J] views.
+            cell = GRSNCell(6, 20, decay=0.6, threshold=0.5)
+            with torch.no_grad():
+                for p in cell.parameters():
+                    p.normal_(0.0, 1.0)
+            proj = cell.project(torch.randn(15, 6)).unsqueeze(1).expand(15, 4, 40)
+            fresh = cell.initial_state(15)
+            forget, drive = proj.split(20, dim=-1)
+            o, u, c = _FusedSpikingRecurrence.apply(
+                drive, forget, fresh["u"], fresh["c"], cell.beta.detach(), cell.threshold, cell.alpha,
+                KINDS["grsn"], triton_recurrence)
+            ro, rs = cell.reference_unroll_projected(proj, fresh)
+            assert torch.equal(o, ro.detach()) and torch.allclose(u, rs["u"], atol=1e-6)
             print("triton interpreter ok")
             """
         )

@@ -76,9 +76,10 @@ class GRSNCell(SpikingCell):
         # over-shot logit can still be pulled back by the optimiser.
         return torch.sigmoid(logit + (clamped - logit).detach())
 
-    def project(self, x: Tensor) -> Tensor:
-        """Eq. 14 for both gates over all rows at once: returns ``cat([F(x), J(x)], -1)``, ``[N, 2H]``."""
-        return torch.cat((torch.sigmoid(self.forget_gate(x)), torch.relu(self.input_gate(x))), dim=-1)
+    def project_parts(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Eq. 14 for both gates over all rows at once: ``(J(x), F(x))``, each ``[N, H]``
+        (:meth:`project` concatenates them as ``[F(x) | J(x)]``)."""
+        return torch.relu(self.input_gate(x)), torch.sigmoid(self.forget_gate(x))
 
     def dynamics(self, proj_t: Tensor, u: Tensor, c: Tensor, beta: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         forget, drive = proj_t.split(self.hidden_size, dim=-1)

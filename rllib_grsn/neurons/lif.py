@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from rllib_grsn.neurons.kernels import fused_recurrence
+from rllib_grsn.neurons.kernels import can_fuse, fused_recurrence
 from rllib_grsn.neurons.surrogate import atan_spike
 
 __all__ = ["LIFCell", "SpikingCell"]
@@ -106,9 +106,19 @@ class SpikingCell(nn.Module):
         """Membrane decay beta of Eq. 1, broadcastable to ``[H]``."""
         raise NotImplementedError
 
-    def project(self, x: Tensor) -> Tensor:
-        """Input-only part of the update for ``x[N, input_size]`` -> ``[N, P]``."""
+    def project_parts(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
+        """Input-only part of the update for ``x[N, input_size]``: ``(drive, forget)``, each ``[N, H]``.
+
+        ``drive`` is what enters the current (LIF: ``c_t`` itself, Eq. 2; GRSN: J(x), Eq. 14),
+        ``forget`` GRSN's forget gate F(x) (``None`` for LIF). The fused kernels read these.
+        """
         raise NotImplementedError
+
+    def project(self, x: Tensor) -> Tensor:
+        """The same as one ``[N, P]`` tensor, the form :meth:`dynamics` reads: ``drive`` (LIF) or
+        ``[F(x) | J(x)]`` (GRSN, ``P = 2H``)."""
+        drive, forget = self.project_parts(x)
+        return drive if forget is None else torch.cat((forget, drive), dim=-1)
 
     def dynamics(self, proj_t: Tensor, u: Tensor, c: Tensor, beta: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """One element-wise neuron update; returns ``(o_t, u_hat_t, c_t)``."""
@@ -141,8 +151,16 @@ class SpikingCell(nn.Module):
         gradients up to float rounding.
         """
         batch, steps = x.shape[0], x.shape[1]
-        proj = self.project(x.reshape(batch * steps, x.shape[-1]))
-        return self.unroll_projected(proj.reshape(batch, steps, proj.shape[-1]), state)
+        flat = x.reshape(batch * steps, x.shape[-1])
+        if steps > 0 and self._fused_kind() is not None and can_fuse(flat):
+            # The parts go to the kernel as they are: no [B*T, 2H] concatenation to build.
+            drive, forget = (
+                None if part is None else part.reshape(batch, steps, self.hidden_size)
+                for part in self.project_parts(flat)
+            )
+            return self._fused_unroll(drive, forget, state)
+        proj = self.project(flat)
+        return self.reference_unroll_projected(proj.reshape(batch, steps, proj.shape[-1]), state)
 
     def unroll_projected(self, proj: Tensor, state: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
         """Time loop over already-projected inputs ``proj[B, T, P]`` (see :meth:`project`).
@@ -151,15 +169,21 @@ class SpikingCell(nn.Module):
         where it can, else :meth:`reference_unroll_projected`. Exposed so wrappers that feed the
         same input repeatedly (rate coding) project it once.
         """
-        if proj.shape[1] > 0 and self._fused_kind() is not None:
-            fused = fused_recurrence(
-                self.fused_kind, proj, state["u"], state["c"], self.beta,
-                threshold=self.threshold, alpha=self.alpha,
-            )  # fmt: skip
-            if fused is not None:
-                spikes, u, c = fused
-                return spikes, {"u": u, "c": c}
+        if proj.shape[1] > 0 and self._fused_kind() is not None and can_fuse(proj):
+            if self.fused_kind == "grsn":  # [F | J] views, read in place by the kernel
+                forget, drive = proj.split(self.hidden_size, dim=-1)
+                return self._fused_unroll(drive, forget, state)
+            return self._fused_unroll(proj, None, state)
         return self.reference_unroll_projected(proj, state)
+
+    def _fused_unroll(
+        self, drive: Tensor, forget: Tensor | None, state: dict[str, Tensor]
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        spikes, u, c = fused_recurrence(
+            self.fused_kind, drive, forget, state["u"], state["c"], self.beta,
+            threshold=self.threshold, alpha=self.alpha,
+        )  # fmt: skip
+        return spikes, {"u": u, "c": c}
 
     def _fused_kind(self) -> str | None:
         # A subclass that changes `dynamics` must not silently get its parent's kernel.
@@ -227,9 +251,9 @@ class LIFCell(SpikingCell):
         weight = self.fc.weight
         return torch.tensor(self.decay, dtype=weight.dtype, device=weight.device)
 
-    def project(self, x: Tensor) -> Tensor:
-        """Eq. 2: the input current ``c_t`` itself."""
-        return self.fc(x)
+    def project_parts(self, x: Tensor) -> tuple[Tensor, None]:
+        """Eq. 2: the input current ``c_t`` itself; LIF has no forget gate."""
+        return self.fc(x), None
 
     def dynamics(self, proj_t: Tensor, u: Tensor, c: Tensor, beta: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         c = proj_t

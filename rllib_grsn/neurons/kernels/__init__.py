@@ -3,6 +3,7 @@
 from rllib_grsn.neurons.kernels.recurrence import (
     KERNEL_MODES,
     FusedKernelUnavailable,
+    can_fuse,
     fused_backend_name,
     fused_recurrence,
     kernel_mode,
@@ -12,6 +13,7 @@ from rllib_grsn.neurons.kernels.recurrence import (
 __all__ = [
     "KERNEL_MODES",
     "FusedKernelUnavailable",
+    "can_fuse",
     "fused_backend_name",
     "fused_recurrence",
     "kernel_mode",

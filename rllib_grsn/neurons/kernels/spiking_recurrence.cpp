@@ -2,7 +2,8 @@
 // sequence, forward and backward, on the CPU.
 //
 // The synaptic projections (Eq. 2 for LIF, the gates F and J of Eq. 14 for GRSN) read only the
-// input, so the caller computes them for all T steps in one matrix product. What is left is
+// input, so the caller computes them for all T steps in one matrix product and passes them as
+// [B, T, H] tensors (any batch and time strides, so slices and expanded windows need no copy). What is left is
 // element-wise per neuron and sequential in time. Here every (batch row, neuron) walks its T
 // steps in one pass over memory, instead of ~10 framework ops per step with autograd nodes.
 //
@@ -14,7 +15,9 @@
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
+#include <algorithm>
 #include <cmath>
+#include <optional>
 #include <tuple>
 
 namespace {
@@ -48,37 +51,53 @@ int64_t grain_rows(int64_t steps, int64_t hidden) {
   return std::max<int64_t>(1, kGrainElements / std::max<int64_t>(1, steps * hidden));
 }
 
-void check_inputs(const at::Tensor& proj, const at::Tensor& u0, const at::Tensor& c0,
-                  const at::Tensor& beta, int64_t kind) {
+// A [B, T, H] input with unit stride over neurons, read in place through its batch/time strides.
+template <typename scalar_t>
+struct Seq {
+  const scalar_t* data;
+  int64_t batch_stride, time_stride;
+  const scalar_t* row(int64_t b, int64_t t) const { return data + b * batch_stride + t * time_stride; }
+};
+
+at::Tensor unit_inner_stride(const at::Tensor& x) {
+  return x.stride(2) == 1 ? x : x.contiguous();
+}
+
+void check_inputs(const at::Tensor& drive, const std::optional<at::Tensor>& forget,
+                  const at::Tensor& u0, const at::Tensor& c0, const at::Tensor& beta,
+                  int64_t kind) {
   TORCH_CHECK(kind == kLIF || kind == kGRSN, "kind must be 0 (LIF) or 1 (GRSN), got ", kind);
-  TORCH_CHECK(proj.dim() == 3, "proj must be [B, T, P], got ", proj.sizes());
-  const int64_t hidden = u0.size(-1);
-  TORCH_CHECK(proj.size(2) == (kind == kGRSN ? 2 * hidden : hidden), "proj has ", proj.size(2),
-              " features for hidden size ", hidden);
-  TORCH_CHECK(u0.sizes() == c0.sizes() && u0.dim() == 2 && u0.size(0) == proj.size(0),
+  TORCH_CHECK(drive.dim() == 3, "drive must be [B, T, H], got ", drive.sizes());
+  TORCH_CHECK(forget.has_value() == (kind == kGRSN), "GRSN needs the forget gate, LIF none");
+  if (forget.has_value()) {
+    TORCH_CHECK(forget->sizes() == drive.sizes(), "forget and drive shapes differ");
+  }
+  TORCH_CHECK(u0.dim() == 2 && u0.sizes() == c0.sizes() && u0.size(0) == drive.size(0) &&
+                  u0.size(1) == drive.size(2),
               "u0 and c0 must be [B, H]");
-  TORCH_CHECK(beta.dim() == 1 && beta.size(0) == hidden, "beta must be [H]");
-  TORCH_CHECK(proj.device().is_cpu(), "the CPU kernel got a tensor on ", proj.device());
+  TORCH_CHECK(beta.dim() == 1 && beta.size(0) == drive.size(2), "beta must be [H]");
+  TORCH_CHECK(drive.device().is_cpu(), "the CPU kernel got a tensor on ", drive.device());
 }
 
 // One batch row's T steps forward. Templated on the cell so the inner loop over neurons has no
 // branch on it, and with restrict pointers, so the compiler vectorises that loop.
 template <typename scalar_t, bool GRSN>
-void forward_row(const scalar_t* __restrict__ proj, const scalar_t* __restrict__ c0,
-                 const scalar_t* __restrict__ beta, scalar_t* __restrict__ spikes,
-                 scalar_t* __restrict__ membrane, scalar_t* __restrict__ current,
-                 scalar_t* __restrict__ u_hat, int64_t steps, int64_t hidden, int64_t width,
-                 scalar_t theta) {
+void forward_row(Seq<scalar_t> drive, Seq<scalar_t> forget, int64_t b,
+                 const scalar_t* __restrict__ c0, const scalar_t* __restrict__ beta,
+                 scalar_t* __restrict__ spikes, scalar_t* __restrict__ membrane,
+                 scalar_t* __restrict__ current, scalar_t* __restrict__ u_hat, int64_t steps,
+                 int64_t hidden, scalar_t theta) {
   const scalar_t* c_prev = c0;
   for (int64_t t = 0; t < steps; ++t) {
-    const scalar_t* __restrict__ row = proj + t * width;
+    const scalar_t* __restrict__ j_t = drive.row(b, t);
+    const scalar_t* __restrict__ f_t = GRSN ? forget.row(b, t) : j_t;
     scalar_t* __restrict__ o_t = spikes + t * hidden;
     scalar_t* __restrict__ u_t = membrane + t * hidden;
     scalar_t* __restrict__ c_t = current + t * hidden;
 #pragma omp simd
     for (int64_t h = 0; h < hidden; ++h) {
       // Eq. 13 c_t = F c_{t-1} + (1 - F) J (GRSN); Eq. 2 c_t = W x_t + b (LIF).
-      const scalar_t c = GRSN ? lerp(row[hidden + h], c_prev[h], row[h]) : row[h];
+      const scalar_t c = GRSN ? lerp(j_t[h], c_prev[h], f_t[h]) : j_t[h];
       const scalar_t u = lerp(c, u_hat[h], beta[h]);  // Eq. 1
       const bool spike = (u - theta) >= scalar_t(0);  // Eq. 4-5, Θ(0) = 1
       o_t[h] = spike ? scalar_t(1) : scalar_t(0);
@@ -93,16 +112,19 @@ void forward_row(const scalar_t* __restrict__ proj, const scalar_t* __restrict__
 // One batch row's T steps in reverse time: the chain rule of forward_row, differentiating the
 // reset through the spike as the reference does. g_u / g_c carry d u_hat_t / d c_t backwards.
 template <typename scalar_t, bool GRSN>
-void backward_row(const scalar_t* __restrict__ grad_spikes, const scalar_t* __restrict__ proj,
-                  const scalar_t* __restrict__ u0, const scalar_t* __restrict__ c0,
-                  const scalar_t* __restrict__ beta, const scalar_t* __restrict__ membrane,
-                  const scalar_t* __restrict__ current, scalar_t* __restrict__ grad_proj,
+void backward_row(const scalar_t* __restrict__ grad_spikes, Seq<scalar_t> drive,
+                  Seq<scalar_t> forget, int64_t b, const scalar_t* __restrict__ u0,
+                  const scalar_t* __restrict__ c0, const scalar_t* __restrict__ beta,
+                  const scalar_t* __restrict__ membrane, const scalar_t* __restrict__ current,
+                  scalar_t* __restrict__ grad_drive, scalar_t* __restrict__ grad_forget,
                   scalar_t* __restrict__ g_u, scalar_t* __restrict__ g_c,
-                  scalar_t* __restrict__ g_beta, int64_t steps, int64_t hidden, int64_t width,
-                  scalar_t theta, scalar_t alpha, scalar_t slope) {
+                  scalar_t* __restrict__ g_beta, int64_t steps, int64_t hidden, scalar_t theta,
+                  scalar_t alpha, scalar_t slope) {
   for (int64_t t = steps - 1; t >= 0; --t) {
-    const scalar_t* __restrict__ row = proj + t * width;
-    scalar_t* __restrict__ grow = grad_proj + t * width;
+    const scalar_t* __restrict__ j_t = drive.row(b, t);
+    const scalar_t* __restrict__ f_t = GRSN ? forget.row(b, t) : j_t;
+    scalar_t* __restrict__ gj_t = grad_drive + t * hidden;
+    scalar_t* __restrict__ gf_t = GRSN ? grad_forget + t * hidden : gj_t;
     const scalar_t* __restrict__ go_t = grad_spikes + t * hidden;
     const scalar_t* __restrict__ u_t = membrane + t * hidden;
     const scalar_t* __restrict__ c_t = current + t * hidden;
@@ -135,12 +157,12 @@ void backward_row(const scalar_t* __restrict__ grad_spikes, const scalar_t* __re
       g_beta[h] += du * (u_hat_prev - c_t[h]);
       g_u[h] = du * beta[h];
       if (GRSN) {  // Eq. 13 c_t = lerp(J_t, c_{t-1}, F_t)
-        const scalar_t forget = row[h], drive = row[hidden + h];
-        grow[h] = d_c * (c_before[h] - drive);
-        grow[hidden + h] = d_c * (scalar_t(1) - forget);
-        g_c[h] = d_c * forget;
+        const scalar_t f = f_t[h];
+        gf_t[h] = d_c * (c_before[h] - j_t[h]);
+        gj_t[h] = d_c * (scalar_t(1) - f);
+        g_c[h] = d_c * f;
       } else {  // Eq. 2: c_t is the projection itself
-        grow[h] = d_c;
+        gj_t[h] = d_c;
       }
     }
   }
@@ -149,25 +171,31 @@ void backward_row(const scalar_t* __restrict__ grad_spikes, const scalar_t* __re
   }
 }
 
+template <typename scalar_t>
+Seq<scalar_t> seq_of(const at::Tensor& x) {
+  return {x.data_ptr<scalar_t>(), x.stride(0), x.stride(1)};
+}
+
 // Returns (spikes [B,T,H], membrane before reset [B,T,H], current c_t [B,T,H], u_hat_T [B,H]).
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> spiking_forward(
-    const at::Tensor& proj_in, const at::Tensor& u0_in, const at::Tensor& c0_in,
-    const at::Tensor& beta_in, double threshold, int64_t kind) {
-  check_inputs(proj_in, u0_in, c0_in, beta_in, kind);
-  const auto proj = proj_in.contiguous();
+    const at::Tensor& drive_in, const std::optional<at::Tensor>& forget_in, const at::Tensor& u0,
+    const at::Tensor& c0_in, const at::Tensor& beta_in, double threshold, int64_t kind) {
+  check_inputs(drive_in, forget_in, u0, c0_in, beta_in, kind);
+  const auto drive = unit_inner_stride(drive_in);
+  const auto forget = forget_in.has_value() ? unit_inner_stride(*forget_in) : drive;
   const auto c0 = c0_in.contiguous();
   const auto beta = beta_in.contiguous();
-  const int64_t batch = proj.size(0), steps = proj.size(1), width = proj.size(2);
-  const int64_t hidden = u0_in.size(1);
-  auto spikes = at::empty({batch, steps, hidden}, proj.options());
-  auto membrane = at::empty({batch, steps, hidden}, proj.options());
-  auto current = at::empty({batch, steps, hidden}, proj.options());
-  auto u_last = u0_in.contiguous().clone();  // u_hat, advanced in place to u_hat_T
+  const int64_t batch = drive.size(0), steps = drive.size(1), hidden = drive.size(2);
+  auto spikes = at::empty({batch, steps, hidden}, drive.options());
+  auto membrane = at::empty({batch, steps, hidden}, drive.options());
+  auto current = at::empty({batch, steps, hidden}, drive.options());
+  auto u_last = u0.contiguous().clone();  // u_hat, advanced in place to u_hat_T
 
-  AT_DISPATCH_FLOATING_TYPES(proj.scalar_type(), "spiking_forward", [&] {
+  AT_DISPATCH_FLOATING_TYPES(drive.scalar_type(), "spiking_forward", [&] {
     const scalar_t theta = static_cast<scalar_t>(threshold);
     const auto fn = kind == kGRSN ? &forward_row<scalar_t, true> : &forward_row<scalar_t, false>;
-    const scalar_t* p = proj.data_ptr<scalar_t>();
+    const auto j = seq_of<scalar_t>(drive);
+    const auto f = seq_of<scalar_t>(forget);
     const scalar_t* cz = c0.data_ptr<scalar_t>();
     const scalar_t* bt = beta.data_ptr<scalar_t>();
     scalar_t* o = spikes.data_ptr<scalar_t>();
@@ -177,74 +205,80 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> spiking_forward(
     at::parallel_for(0, batch, grain_rows(steps, hidden), [&](int64_t begin, int64_t end) {
       for (int64_t b = begin; b < end; ++b) {
         const int64_t seq = b * steps * hidden;
-        fn(p + b * steps * width, cz + b * hidden, bt, o + seq, u + seq, c + seq, uh + b * hidden,
-           steps, hidden, width, theta);
+        fn(j, f, b, cz + b * hidden, bt, o + seq, u + seq, c + seq, uh + b * hidden, steps, hidden,
+           theta);
       }
     });
   });
   return {spikes, membrane, current, u_last};
 }
 
-// Reverse-time pass. Returns (d proj [B,T,P], d u0 [B,H], d c0 [B,H], d beta per row [B,H]).
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> spiking_backward(
-    const at::Tensor& grad_spikes_in, const at::Tensor& grad_u_last_in,
-    const at::Tensor& grad_c_last_in, const at::Tensor& proj_in, const at::Tensor& u0_in,
-    const at::Tensor& c0_in, const at::Tensor& beta_in, const at::Tensor& membrane_in,
-    const at::Tensor& current_in, double threshold, double alpha, int64_t kind) {
-  check_inputs(proj_in, u0_in, c0_in, beta_in, kind);
+// Reverse-time pass. Returns (d drive [B,T,H], d forget [B,T,H] (GRSN; empty for LIF),
+// d u0 [B,H], d c0 [B,H], d beta per row [B,H]).
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> spiking_backward(
+    const at::Tensor& grad_spikes_in, const at::Tensor& grad_u_last,
+    const at::Tensor& grad_c_last, const at::Tensor& drive_in,
+    const std::optional<at::Tensor>& forget_in, const at::Tensor& u0_in, const at::Tensor& c0_in,
+    const at::Tensor& beta_in, const at::Tensor& membrane_in, const at::Tensor& current_in,
+    double threshold, double alpha, int64_t kind) {
+  check_inputs(drive_in, forget_in, u0_in, c0_in, beta_in, kind);
   const auto g_o = grad_spikes_in.contiguous();
-  const auto proj = proj_in.contiguous();
+  const auto drive = unit_inner_stride(drive_in);
+  const auto forget = forget_in.has_value() ? unit_inner_stride(*forget_in) : drive;
   const auto u0 = u0_in.contiguous();
   const auto c0 = c0_in.contiguous();
   const auto beta = beta_in.contiguous();
   const auto membrane = membrane_in.contiguous();
   const auto current = current_in.contiguous();
-  const int64_t batch = proj.size(0), steps = proj.size(1), width = proj.size(2);
-  const int64_t hidden = u0.size(1);
-  auto g_proj = at::empty_like(proj);
-  auto g_u = grad_u_last_in.contiguous().clone();  // carried d u_hat_t, ends as d u0
-  auto g_c = grad_c_last_in.contiguous().clone();  // carried d c_t, ends as d c0
-  auto g_beta = at::zeros({batch, hidden}, proj.options());
+  const int64_t batch = drive.size(0), steps = drive.size(1), hidden = drive.size(2);
+  auto g_drive = at::empty({batch, steps, hidden}, drive.options());
+  auto g_forget = kind == kGRSN ? at::empty({batch, steps, hidden}, drive.options())
+                                : at::empty({0}, drive.options());
+  auto g_u = grad_u_last.contiguous().clone();  // carried d u_hat_t, ends as d u0
+  auto g_c = grad_c_last.contiguous().clone();  // carried d c_t, ends as d c0
+  auto g_beta = at::zeros({batch, hidden}, drive.options());
 
-  AT_DISPATCH_FLOATING_TYPES(proj.scalar_type(), "spiking_backward", [&] {
+  AT_DISPATCH_FLOATING_TYPES(drive.scalar_type(), "spiking_backward", [&] {
     const scalar_t theta = static_cast<scalar_t>(threshold);
     // Eq. 6 h'(x) = alpha / (2 (1 + (slope x)^2)), slope = pi/2 alpha, as the reference computes it.
     const scalar_t a = static_cast<scalar_t>(alpha);
     const scalar_t slope = static_cast<scalar_t>(M_PI / 2.0 * alpha);
     const auto fn = kind == kGRSN ? &backward_row<scalar_t, true> : &backward_row<scalar_t, false>;
+    const auto j = seq_of<scalar_t>(drive);
+    const auto f = seq_of<scalar_t>(forget);
     const scalar_t* go = g_o.data_ptr<scalar_t>();
-    const scalar_t* p = proj.data_ptr<scalar_t>();
     const scalar_t* uz = u0.data_ptr<scalar_t>();
     const scalar_t* cz = c0.data_ptr<scalar_t>();
     const scalar_t* bt = beta.data_ptr<scalar_t>();
     const scalar_t* mem = membrane.data_ptr<scalar_t>();
     const scalar_t* cur = current.data_ptr<scalar_t>();
-    scalar_t* gp = g_proj.data_ptr<scalar_t>();
+    scalar_t* gj = g_drive.data_ptr<scalar_t>();
+    scalar_t* gf = kind == kGRSN ? g_forget.data_ptr<scalar_t>() : nullptr;
     scalar_t* gu = g_u.data_ptr<scalar_t>();
     scalar_t* gc = g_c.data_ptr<scalar_t>();
     scalar_t* gb = g_beta.data_ptr<scalar_t>();
     at::parallel_for(0, batch, grain_rows(steps, hidden), [&](int64_t begin, int64_t end) {
       for (int64_t b = begin; b < end; ++b) {
         const int64_t seq = b * steps * hidden, row = b * hidden;
-        fn(go + seq, p + b * steps * width, uz + row, cz + row, bt, mem + seq, cur + seq,
-           gp + b * steps * width, gu + row, gc + row, gb + row, steps, hidden, width, theta, a,
-           slope);
+        fn(go + seq, j, f, b, uz + row, cz + row, bt, mem + seq, cur + seq, gj + seq,
+           gf == nullptr ? nullptr : gf + seq, gu + row, gc + row, gb + row, steps, hidden, theta,
+           a, slope);
       }
     });
   });
-  return {g_proj, g_u, g_c, g_beta};
+  return {g_drive, g_forget, g_u, g_c, g_beta};
 }
 
 }  // namespace
 
 TORCH_LIBRARY(rllib_grsn_cpu, m) {
   m.def(
-      "spiking_forward(Tensor proj, Tensor u0, Tensor c0, Tensor beta, float threshold, int kind)"
-      " -> (Tensor, Tensor, Tensor, Tensor)");
+      "spiking_forward(Tensor drive, Tensor? forget, Tensor u0, Tensor c0, Tensor beta,"
+      " float threshold, int kind) -> (Tensor, Tensor, Tensor, Tensor)");
   m.def(
-      "spiking_backward(Tensor grad_spikes, Tensor grad_u_last, Tensor grad_c_last, Tensor proj,"
-      " Tensor u0, Tensor c0, Tensor beta, Tensor membrane, Tensor current, float threshold,"
-      " float alpha, int kind) -> (Tensor, Tensor, Tensor, Tensor)");
+      "spiking_backward(Tensor grad_spikes, Tensor grad_u_last, Tensor grad_c_last, Tensor drive,"
+      " Tensor? forget, Tensor u0, Tensor c0, Tensor beta, Tensor membrane, Tensor current,"
+      " float threshold, float alpha, int kind) -> (Tensor, Tensor, Tensor, Tensor, Tensor)");
 }
 
 TORCH_LIBRARY_IMPL(rllib_grsn_cpu, CPU, m) {

@@ -1,10 +1,11 @@
 """Fused LIF/GRSN recurrence as Triton kernels, for CUDA tensors (paper Eq. 1, 3-6, 12-14).
 
-One program owns ``BLOCK`` neurons (flattened over batch rows and hidden units, so neighbouring
-lanes read neighbouring memory) and walks all ``T`` steps in registers: every input element is
-read once and every output written once, forward and backward. The per-step maths is the
-reference ``SpikingCell.dynamics`` (``torch.lerp`` as one fused multiply-add); the backward pass is
-the same chain rule as ``spiking_recurrence.cpp``.
+Inputs are ``drive`` (J of Eq. 14, or LIF's current of Eq. 2) and GRSN's ``forget`` gate, each
+``[B, T, H]`` with any batch and time strides. One program owns ``BLOCK`` neurons (flattened over
+batch rows and hidden units, so neighbouring lanes read neighbouring memory) and walks all ``T``
+steps in registers: every input element is read once and every output written once, forward and
+backward. The per-step maths is the reference ``SpikingCell.dynamics`` (``torch.lerp`` as one
+fused multiply-add); the backward pass is the same chain rule as ``spiking_recurrence.cpp``.
 
 Importing this module needs ``triton``; :func:`available` says whether it can run here. Under
 ``TRITON_INTERPRET=1`` the same kernels run on CPU tensors, which is how the tests check them on a
@@ -52,8 +53,8 @@ def _reset(u, spike, threshold, GRSN: tl.constexpr):
 
 @triton.jit
 def _forward_kernel(
-    proj, u0, c0, beta, spikes, membrane, current, u_last,
-    n_neurons, steps, hidden, width, threshold,
+    drive, forget, u0, c0, beta, spikes, membrane, current, u_last,
+    n_neurons, steps, hidden, stride_b, stride_t, f_stride_b, f_stride_t, threshold,
     GRSN: tl.constexpr, BLOCK_SIZE: tl.constexpr,
 ):  # fmt: skip
     n = tl.program_id(0).to(tl.int64) * BLOCK_SIZE + tl.arange(0, BLOCK_SIZE)
@@ -63,15 +64,16 @@ def _forward_kernel(
     u_hat = tl.load(u0 + n, mask=mask, other=0.0)
     c = tl.load(c0 + n, mask=mask, other=0.0)
     bt = tl.load(beta + h, mask=mask, other=0.0)
-    p_row = b * steps * width + h
+    j_row = b * stride_b + h
+    f_row = b * f_stride_b + h
     o_row = b * steps * hidden + h
     for t in range(steps):
-        first = tl.load(proj + p_row + t * width, mask=mask, other=0.0)
+        j = tl.load(drive + j_row + t * stride_t, mask=mask, other=0.0)
         if GRSN:
-            drive = tl.load(proj + p_row + t * width + hidden, mask=mask, other=0.0)
-            c = _lerp(drive, c, first)  # Eq. 13
+            f = tl.load(forget + f_row + t * f_stride_t, mask=mask, other=0.0)
+            c = _lerp(j, c, f)  # Eq. 13
         else:
-            c = first  # Eq. 2
+            c = j  # Eq. 2
         u = _lerp(c, u_hat, bt)  # Eq. 1
         spike = (u - threshold) >= 0.0  # Eq. 4-5
         tl.store(spikes + o_row + t * hidden, tl.where(spike, 1.0, 0.0), mask=mask)
@@ -83,9 +85,9 @@ def _forward_kernel(
 
 @triton.jit
 def _backward_kernel(
-    grad_spikes, grad_u, grad_c, proj, u0, c0, beta, membrane, current,
-    grad_proj, grad_u0, grad_c0, grad_beta,
-    n_neurons, steps, hidden, width, threshold, alpha, slope,
+    grad_spikes, grad_u, grad_c, drive, forget, u0, c0, beta, membrane, current,
+    grad_drive, grad_forget, grad_u0, grad_c0, grad_beta,
+    n_neurons, steps, hidden, stride_b, stride_t, f_stride_b, f_stride_t, threshold, alpha, slope,
     GRSN: tl.constexpr, BLOCK_SIZE: tl.constexpr,
 ):  # fmt: skip
     n = tl.program_id(0).to(tl.int64) * BLOCK_SIZE + tl.arange(0, BLOCK_SIZE)
@@ -99,7 +101,8 @@ def _backward_kernel(
     u_first = tl.load(u0 + n, mask=mask, other=0.0)
     c_first = tl.load(c0 + n, mask=mask, other=0.0)
     g_bt = tl.zeros_like(bt)
-    p_row = b * steps * width + h
+    j_row = b * stride_b + h
+    f_row = b * f_stride_b + h
     o_row = b * steps * hidden + h
     for i in range(steps):
         t = steps - 1 - i
@@ -126,15 +129,15 @@ def _backward_kernel(
         g_bt += du * (u_hat_prev - c)
         g_u = du * bt
         if GRSN:
-            forget = tl.load(proj + p_row + t * width, mask=mask, other=0.0)
-            drive = tl.load(proj + p_row + t * width + hidden, mask=mask, other=0.0)
+            f = tl.load(forget + f_row + t * f_stride_t, mask=mask, other=0.0)
+            j = tl.load(drive + j_row + t * stride_t, mask=mask, other=0.0)
             c_prev = tl.load(current + o_row + (t - 1) * hidden, mask=prev_mask, other=0.0)
             c_prev = tl.where(t > 0, c_prev, c_first)
-            tl.store(grad_proj + p_row + t * width, d_c * (c_prev - drive), mask=mask)
-            tl.store(grad_proj + p_row + t * width + hidden, d_c * (1.0 - forget), mask=mask)
-            g_c = d_c * forget
+            tl.store(grad_forget + o_row + t * hidden, d_c * (c_prev - j), mask=mask)
+            tl.store(grad_drive + o_row + t * hidden, d_c * (1.0 - f), mask=mask)
+            g_c = d_c * f
         else:
-            tl.store(grad_proj + p_row + t * width, d_c, mask=mask)
+            tl.store(grad_drive + o_row + t * hidden, d_c, mask=mask)
     tl.store(grad_u0 + n, g_u, mask=mask)
     if GRSN:
         tl.store(grad_c0 + n, g_c, mask=mask)
@@ -147,47 +150,55 @@ def _grid(n_neurons: int) -> tuple[int]:
     return (triton.cdiv(n_neurons, BLOCK),)
 
 
+def _inner_contiguous(x: Tensor) -> Tensor:
+    return x if x.stride(-1) == 1 else x.contiguous()
+
+
 def spiking_forward(
-    proj: Tensor, u0: Tensor, c0: Tensor, beta: Tensor, threshold: float, kind: int
+    drive: Tensor, forget: Tensor | None, u0: Tensor, c0: Tensor, beta: Tensor, threshold: float, kind: int
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Same contract as the CPU op: (spikes, membrane before reset, current, u_hat_T)."""
-    proj, u0, c0, beta = (x.contiguous() for x in (proj, u0, c0, beta))
-    batch, steps, width = proj.shape
-    hidden = u0.shape[1]
-    spikes = proj.new_empty(batch, steps, hidden)
+    drive = _inner_contiguous(drive)
+    forget = drive if forget is None else _inner_contiguous(forget)
+    u0, c0, beta = (x.contiguous() for x in (u0, c0, beta))
+    batch, steps, hidden = drive.shape
+    spikes = drive.new_empty(batch, steps, hidden)
     membrane = torch.empty_like(spikes)
     current = torch.empty_like(spikes)
     u_last = torch.empty_like(u0)
     n_neurons = batch * hidden
     _forward_kernel[_grid(n_neurons)](
-        proj, u0, c0, beta, spikes, membrane, current, u_last,
-        n_neurons, steps, hidden, width, float(threshold),
-        GRSN=kind == IS_GRSN, BLOCK_SIZE=BLOCK,
+        drive, forget, u0, c0, beta, spikes, membrane, current, u_last,
+        n_neurons, steps, hidden, drive.stride(0), drive.stride(1), forget.stride(0), forget.stride(1),
+        float(threshold), GRSN=kind == IS_GRSN, BLOCK_SIZE=BLOCK,
     )  # fmt: skip
     return spikes, membrane, current, u_last
 
 
 def spiking_backward(
-    grad_spikes: Tensor, grad_u_last: Tensor, grad_c_last: Tensor, proj: Tensor, u0: Tensor,
-    c0: Tensor, beta: Tensor, membrane: Tensor, current: Tensor, threshold: float, alpha: float,
-    kind: int,
-) -> tuple[Tensor, Tensor, Tensor, Tensor]:  # fmt: skip
-    """Same contract as the CPU op: (d proj, d u0, d c0, d beta per batch row ``[B, H]``)."""
-    tensors = (grad_spikes, grad_u_last, grad_c_last, proj, u0, c0, beta, membrane, current)
-    grad_spikes, grad_u_last, grad_c_last, proj, u0, c0, beta, membrane, current = (
-        x.contiguous() for x in tensors
-    )
-    batch, steps, width = proj.shape
-    hidden = u0.shape[1]
-    grad_proj = torch.empty_like(proj)
+    grad_spikes: Tensor, grad_u_last: Tensor, grad_c_last: Tensor, drive: Tensor, forget: Tensor | None,
+    u0: Tensor, c0: Tensor, beta: Tensor, membrane: Tensor, current: Tensor, threshold: float,
+    alpha: float, kind: int,
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:  # fmt: skip
+    """Same contract as the CPU op: (d drive, d forget (GRSN, else empty), d u0, d c0,
+    d beta per batch row ``[B, H]``)."""
+    drive = _inner_contiguous(drive)
+    grsn = kind == IS_GRSN
+    forget = _inner_contiguous(forget) if grsn else drive
+    tensors = (grad_spikes, grad_u_last, grad_c_last, u0, c0, beta, membrane, current)
+    grad_spikes, grad_u_last, grad_c_last, u0, c0, beta, membrane, current = (x.contiguous() for x in tensors)
+    batch, steps, hidden = drive.shape
+    grad_drive = drive.new_empty(batch, steps, hidden)
+    grad_forget = torch.empty_like(grad_drive) if grsn else drive.new_empty(0)
     grad_u0 = torch.empty_like(u0)
     grad_c0 = torch.empty_like(c0)
     grad_beta = torch.empty_like(u0)
     n_neurons = batch * hidden
     _backward_kernel[_grid(n_neurons)](
-        grad_spikes, grad_u_last, grad_c_last, proj, u0, c0, beta, membrane, current,
-        grad_proj, grad_u0, grad_c0, grad_beta,
-        n_neurons, steps, hidden, width, float(threshold), float(alpha), math.pi / 2.0 * float(alpha),
-        GRSN=kind == IS_GRSN, BLOCK_SIZE=BLOCK,
+        grad_spikes, grad_u_last, grad_c_last, drive, forget, u0, c0, beta, membrane, current,
+        grad_drive, grad_forget if grsn else grad_drive, grad_u0, grad_c0, grad_beta,
+        n_neurons, steps, hidden, drive.stride(0), drive.stride(1), forget.stride(0), forget.stride(1),
+        float(threshold), float(alpha), math.pi / 2.0 * float(alpha),
+        GRSN=grsn, BLOCK_SIZE=BLOCK,
     )  # fmt: skip
-    return grad_proj, grad_u0, grad_c0, grad_beta
+    return grad_drive, grad_forget, grad_u0, grad_c0, grad_beta
