@@ -119,20 +119,23 @@ def _backward_kernel(
         z = slope * x
         du += d_spike * (alpha / (2.0 * (1.0 + z * z)))  # Eq. 6 surrogate
         c = tl.load(current + o_row + t * hidden, mask=mask, other=0.0)
-        prev_mask = mask & (t > 0)
-        u_prev = tl.load(membrane + o_row + (t - 1) * hidden, mask=prev_mask, other=0.0)
-        u_hat_prev = tl.where(t > 0, _reset(u_prev, (u_prev - threshold) >= 0.0, threshold, GRSN), u_first)
+        # Step t-1's row (step 0 re-reads its own, unused): a full-width condition, not a scalar
+        # one, because masks and selects must be vectors in every Triton version.
+        has_prev = (h * 0 + t) > 0
+        prev = tl.maximum(t - 1, 0)
+        u_prev = tl.load(membrane + o_row + prev * hidden, mask=mask, other=0.0)
+        u_hat_prev = tl.where(has_prev, _reset(u_prev, (u_prev - threshold) >= 0.0, threshold, GRSN), u_first)
         if GRSN:
             d_c = g_c + du * (1.0 - bt)
         else:
-            d_c = tl.where(t == steps - 1, g_c_last, 0.0) + du * (1.0 - bt)
+            d_c = tl.where((h * 0 + t) == steps - 1, g_c_last, 0.0) + du * (1.0 - bt)
         g_bt += du * (u_hat_prev - c)
         g_u = du * bt
         if GRSN:
             f = tl.load(forget + f_row + t * f_stride_t, mask=mask, other=0.0)
             j = tl.load(drive + j_row + t * stride_t, mask=mask, other=0.0)
-            c_prev = tl.load(current + o_row + (t - 1) * hidden, mask=prev_mask, other=0.0)
-            c_prev = tl.where(t > 0, c_prev, c_first)
+            c_prev = tl.load(current + o_row + prev * hidden, mask=mask, other=0.0)
+            c_prev = tl.where(has_prev, c_prev, c_first)
             tl.store(grad_forget + o_row + t * hidden, d_c * (c_prev - j), mask=mask)
             tl.store(grad_drive + o_row + t * hidden, d_c * (1.0 - f), mask=mask)
             g_c = d_c * f
