@@ -239,7 +239,7 @@ def test_unsupported_dtype_falls_back_to_the_loop():
 
 
 def test_subclass_with_other_dynamics_keeps_its_own_loop():
-    """A cell that redefines `dynamics` must not be run by its parent's kernel."""
+    """A cell that redefines `dynamics` or `project` must not be run by its parent's kernel."""
 
     class DoubleDriveGRSN(GRSNCell):
         def dynamics(self, proj_t, u, c, beta):
@@ -253,6 +253,18 @@ def test_subclass_with_other_dynamics_keeps_its_own_loop():
         mine, _ = cell.unroll(x, cell.initial_state(2))
     expected, _ = base.reference_unroll_projected(
         base.project(x.reshape(8, 3)).reshape(2, 4, 10) * 2.0, base.initial_state(2)
+    )
+    assert torch.equal(mine, expected)
+
+    class ScaledProjectionLIF(LIFCell):
+        def project(self, x):
+            return super().project(x) * 3.0
+
+    cell = ScaledProjectionLIF(3, 5)
+    with use_kernel("fused"):
+        mine, _ = cell.unroll(x, cell.initial_state(2))
+    expected, _ = cell.reference_unroll_projected(
+        cell.project(x.reshape(8, 3)).reshape(2, 4, 5), cell.initial_state(2)
     )
     assert torch.equal(mine, expected)
 

@@ -11,6 +11,8 @@ input projection and the element-wise neuron dynamics.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch import Tensor, nn
 
@@ -186,9 +188,7 @@ class SpikingCell(nn.Module):
         return spikes, {"u": u, "c": c}
 
     def _fused_kind(self) -> str | None:
-        # A subclass that changes `dynamics` must not silently get its parent's kernel.
-        owner = next((k for k in type(self).__mro__ if "fused_kind" in vars(k)), SpikingCell)
-        return self.fused_kind if type(self).dynamics is owner.dynamics else None
+        return _class_fused_kind(type(self))
 
     def reference_unroll_projected(
         self, proj: Tensor, state: dict[str, Tensor]
@@ -210,6 +210,17 @@ class SpikingCell(nn.Module):
             f"input_size={self.input_size}, hidden_size={self.hidden_size}, "
             f"decay={self.decay}, threshold={self.threshold}, alpha={self.alpha}"
         )
+
+
+@functools.cache
+def _class_fused_kind(cls: type[SpikingCell]) -> str | None:
+    """The kernel for ``cls``, or None if it changed what the kernel computes: a subclass that
+    redefines ``dynamics`` (or ``project``, which the fused path bypasses for ``project_parts``)
+    must not silently get its parent's kernel."""
+    owner = next((k for k in cls.__mro__ if "fused_kind" in vars(k)), SpikingCell)
+    if cls.dynamics is not owner.dynamics or cls.project is not SpikingCell.project:
+        return None
+    return cls.fused_kind
 
 
 class LIFCell(SpikingCell):
