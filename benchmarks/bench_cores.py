@@ -21,9 +21,7 @@ i.e. 19 H floats per (b, t). Runs without Ray (the GPU machine has none). From t
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
-import platform
 import statistics
 import sys
 import time
@@ -33,6 +31,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from benchmarks.machine import cpu_model
 from rllib_grsn.neurons import GRSNCell, LIFCell
 from rllib_grsn.neurons.kernels import fused_backend_name, use_kernel
 
@@ -43,13 +42,7 @@ FLOATS_PER_STEP_PER_NEURON = 19  # the fused GRSN traffic counted in the module 
 def device_description(device: torch.device) -> str:
     if device.type == "cuda":
         return f"{torch.cuda.get_device_name(device)}, torch {torch.__version__}"
-    cpu = platform.processor() or platform.machine()
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    return f"{cpu}, {torch.get_num_threads()} torch threads, torch {torch.__version__}"
+    return f"{cpu_model()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}"
 
 
 def _sync(device: torch.device) -> None:

@@ -6,10 +6,6 @@ one recurrent layer of ``hidden`` units shared by the policy and value heads ([1
 
 from __future__ import annotations
 
-import contextlib
-import os
-import platform
-from pathlib import Path
 from typing import Any
 
 from ray.rllib.algorithms.ppo import PPOConfig
@@ -21,17 +17,6 @@ from rllib_grsn.modules import SpikingActorCriticModule, SpikingModelConfig
 from rllib_grsn.modules.connectors import PrevActionReward, prev_action_reward_connector
 
 MODELS = ("grsn", "lif", "gru", "lstm")
-
-
-def machine_description() -> str:
-    """CPU model and core count: what a reader needs to compare wall-clock figures."""
-    cpu = platform.processor() or platform.machine()
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    return f"{cpu}, {os.cpu_count()} cores"
 
 
 def _flattened_prev_action_reward(env: Any = None, spaces: Any = None, device: Any = None) -> list:

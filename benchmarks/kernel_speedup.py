@@ -24,7 +24,7 @@ import ray
 import torch
 
 import rllib_grsn.envs  # noqa: F401  (registers our env names)
-from benchmarks.common import machine_description
+from benchmarks.machine import machine_description
 from rllib_grsn.experiment import load_experiments
 from rllib_grsn.neurons.kernels import fused_backend_name, use_kernel
 

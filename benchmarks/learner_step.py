@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from ray.rllib.core.columns import Columns
 
-from benchmarks.common import machine_description
+from benchmarks.machine import machine_description
 from rllib_grsn.modules import SpikingActorCriticModule, SpikingModelConfig
 from rllib_grsn.modules.connectors import PrevActionReward
 

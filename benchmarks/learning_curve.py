@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 import ray
 
-from benchmarks.common import MODELS, machine_description
+from benchmarks.common import MODELS
+from benchmarks.machine import machine_description
 
 
 @ray.remote(num_cpus=1)

@@ -19,7 +19,8 @@ from pathlib import Path
 import ray
 import torch
 
-from benchmarks.common import MODELS, machine_description, ppo_config
+from benchmarks.common import MODELS, ppo_config
+from benchmarks.machine import machine_description
 
 
 def measure(models: list[str], *, iterations: int, warmup: int, hidden: int, num_envs: int = 1) -> list[dict]:

@@ -36,7 +36,7 @@ import torch
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 
 import rllib_grsn.envs
-from benchmarks.common import machine_description
+from benchmarks.machine import machine_description
 from rllib_grsn.algorithms.qmix import QMixConfig
 from rllib_grsn.envs.smax import SMAXEnv
 from rllib_grsn.envs.smax_vector import SMAXVectorEnv

@@ -261,7 +261,7 @@ def write_report(
     The machine and the exact command go first because a number is only comparable with others
     measured on the same CPU with the same options.
     """
-    from benchmarks.common import machine_description
+    from benchmarks.machine import machine_description
 
     command = " ".join([f"python -m {module}", *(sys.argv[1:] if argv is None else argv)])
     report = {"machine": machine_description(), "command": command, **report, "trials": rows}
