@@ -44,7 +44,8 @@ inline scalar_t reset(scalar_t u, bool spike, scalar_t threshold, int64_t kind) 
   return spike ? scalar_t(0) : u;
 }
 
-// Rows of B*T*H work per parallel chunk: below this, threads cost more than they save.
+// Elements (steps x neurons) of work per parallel chunk of batch rows: below this, threads cost
+// more than they save.
 constexpr int64_t kGrainElements = 1 << 15;
 
 int64_t grain_rows(int64_t steps, int64_t hidden) {
