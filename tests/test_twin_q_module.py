@@ -130,6 +130,17 @@ def test_q_values_shapes():
         box.q_values(torch.randn(4, 6, box.critic.output_size))
 
 
+def test_q1_value_is_the_first_twin_q_exactly():
+    # TD3's actor loss reads q1_value; it must be the critic's Q1, not an approximation of it.
+    box = make(SpikingTD3Module, BOX)
+    feats, actions = torch.randn(4, 6, box.critic.output_size), torch.rand(4, 6, 1) * 2 - 1
+    q1, q2 = box.q_values(feats, actions)
+    assert torch.equal(box.q1_value(feats, actions), q1) and not torch.equal(q1, q2)
+    disc = make(SpikingSACModule, DISCRETE)
+    feats = torch.randn(4, 6, disc.critic.output_size)
+    assert torch.equal(disc.q1_value(feats), disc.q_values(feats)[0])
+
+
 def test_inference_only_copy_has_no_critic_heads_and_loads_the_learner_state():
     learner_copy = make(SpikingSACModule, DISCRETE)
     learner_copy.make_target_networks()

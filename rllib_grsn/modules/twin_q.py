@@ -209,16 +209,28 @@ class RecurrentTwinQModule(SteadyTrainModeMixin, TorchRLModule, TargetNetworkAPI
         """Twin Q values. Continuous: ``Q(h_t, a_t)`` ``[B, T]`` for ``actions`` ``[B, T, A]``.
         Discrete: Q of every action ``[B, T, |A|]`` (``actions`` unused)."""
         prefix = TARGET_PREFIX if target else ""
-        if not self.discrete:
-            if actions is None:
-                raise ValueError("continuous Q values need the actions")
-            embed = getattr(self, prefix + "q_action_embed")(actions)
-            features = torch.cat([features, embed], dim=-1)
-        q1 = getattr(self, prefix + "q1")(features)
-        q2 = getattr(self, prefix + "q2")(features)
-        if not self.discrete:
-            q1, q2 = q1.squeeze(-1), q2.squeeze(-1)
-        return q1, q2
+        q_in = self._q_input(features, actions, prefix)
+        return self._q_head(prefix + "q1", q_in), self._q_head(prefix + "q2", q_in)
+
+    def q1_value(self, features: Tensor, actions: Tensor | None = None) -> Tensor:
+        """The first online Q head alone, as :meth:`q_values` computes it.
+
+        TD3's actor maximises Q1 only (Fujimoto et al. 2018, Algorithm 1); skipping Q2 there saves
+        one head's forward pass on every actor step.
+        """
+        return self._q_head("q1", self._q_input(features, actions, ""))
+
+    def _q_input(self, features: Tensor, actions: Tensor | None, prefix: str) -> Tensor:
+        if self.discrete:
+            return features
+        if actions is None:
+            raise ValueError("continuous Q values need the actions")
+        embed = getattr(self, prefix + "q_action_embed")(actions)
+        return torch.cat([features, embed], dim=-1)
+
+    def _q_head(self, name: str, q_in: Tensor) -> Tensor:
+        q = getattr(self, name)(q_in)
+        return q if self.discrete else q.squeeze(-1)
 
     def actor_parameters(self) -> list[torch.nn.Parameter]:
         return [*self.actor.parameters(), *self.pi_head.parameters()]

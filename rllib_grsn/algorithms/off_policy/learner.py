@@ -230,7 +230,7 @@ class TD3Learner(RecurrentOffPolicyLearner):
         if actor_step:
             features = module.actor_features(batch[Columns.OBS], actor_state)
             action = module.policy_action(module.pi_head(features))
-            q1_pi, _ = module.q_values(h[:, :-1].detach(), action)
+            q1_pi = module.q1_value(h[:, :-1].detach(), action)
             terms["actor_loss"] = self._penalise_actor(
                 module_id, module, L.td3_actor_loss(q1_pi, mask), features, mask
             )
