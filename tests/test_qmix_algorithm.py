@@ -105,6 +105,81 @@ def test_episode_batches_pad_to_the_longest_episode(registered_envs):
         assert (batch["masks"][b, n + 1 :] == 1).all()  # padding: everything available, max stays finite
 
 
+def _team_arrays(team) -> dict:
+    return {k: getattr(team, k) for k in ("inputs", "masks", "states", "actions", "rewards", "terminated")}
+
+
+def test_chunks_of_running_battles_join_into_the_episodes_one_long_call_samples(registered_envs):
+    """Sampled in calls of 10 steps per env, episodes of 25 steps arrive in chunks; the replay stores
+    exactly the whole episodes that one call of 310 steps per env gives for the same seeds."""
+
+    def sample(calls: int, steps: int) -> list:
+        # Constant epsilon: a bare EnvRunner restarts its step count t at every call.
+        config = _config(env="mpe_simple_spread", core="grsn", epsilon_start=0.5, epsilon_finish=0.5)
+        config.env_runners(num_envs_per_env_runner=3)
+        runner = MultiAgentEnvRunner(config=config)
+        torch.manual_seed(0)
+        try:
+            return [runner.sample(num_timesteps=3 * steps, explore=True) for _ in range(calls)]
+        finally:
+            runner.stop()
+
+    chunked = TeamEpisodeReplay(capacity=100, seed=0)
+    stored = [chunked.add(chunks) for chunks in sample(calls=31, steps=10)]
+    assert chunked.num_unfinished == 3  # the 13th episode of each env is 10 steps in
+    (whole,) = sample(calls=1, steps=310)
+    expected = [team_episode(e) for e in whole if e.is_done]
+    assert sum(stored) == len(chunked) == len(expected) == 36 and 0 in stored  # 3 envs x 12 episodes
+    for got, want in zip(chunked._episodes, expected, strict=True):
+        assert len(got) == 25
+        for key, value in _team_arrays(want).items():
+            np.testing.assert_array_equal(_team_arrays(got)[key], value, err_msg=key)
+
+
+def test_replay_stores_only_whole_episodes(registered_envs):
+    """A chunk whose continuation never came (its env was reset) is dropped, and so is a continuation
+    whose beginning the replay never saw (restored mid-episode); chunks that do not meet are an error."""
+    config = _config(env="mpe_simple_spread", core="gru")
+    config.env_runners(num_envs_per_env_runner=1)
+    runner = MultiAgentEnvRunner(config=config)
+    try:
+        first, second, third = (runner.sample(num_timesteps=10, explore=True) for _ in range(3))
+    finally:
+        runner.stop()
+    replay = TeamEpisodeReplay(capacity=10, seed=0)
+    assert replay.add(first) == 0 and replay.num_unfinished == 1
+    assert replay.add([]) == 0 and replay.num_unfinished == 0  # no continuation: dropped
+    # 25-step episodes: `second` continues the dropped one, `third` ends it and starts the next.
+    assert replay.add(second) == 0 and replay.add(third) == 0 and len(replay) == 0
+    assert replay.num_unfinished == 1 and third[-1].env_t_started == 0
+    a, b = team_episode(first[0]), team_episode(second[0])
+    joined = a.followed_by(b)
+    assert len(joined) == len(a) + len(b) == 20 and joined.inputs.shape[0] == 21
+    with pytest.raises(ValueError, match="do not join"):
+        b.followed_by(a)
+
+
+def test_every_sampled_env_step_reaches_the_replay(local_ray):
+    """No sampled step is thrown away: stored episodes plus the running ones' chunks are every env
+    step the EnvRunner counted (RLlib's complete_episodes would drop the unfinished battles)."""
+    config = _config(env="smac", core="gru", num_episodes_before_learning_starts=100_000)
+    config.environment(env_config={"map_name": "3s_vs_5z", "backend": "smax"})
+    config.env_runners(num_envs_per_env_runner=4, rollout_fragment_length=7)  # battles of any length
+    algo = config.build_algo()
+    held = []
+    try:
+        for _ in range(3):
+            result = algo.train()
+            replay = algo.replay_buffer
+            sampled = result["env_runners"]["num_env_steps_sampled_lifetime"]
+            assert replay.num_env_steps + replay.num_unfinished_env_steps == sampled
+            assert replay.num_added == len(replay)
+            held.append(replay.num_unfinished)
+    finally:
+        algo.stop()
+    assert max(held) > 0, held
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(("mixer", "expected"), [("qmix", 8.0), ("vdn", 7.0)])
 def test_two_step_game_qmix_finds_8_vdn_settles_for_7(local_ray, mixer, expected):
@@ -141,7 +216,9 @@ def test_checkpoint_restores_weights_counters_and_evaluates_win_rate(local_ray, 
     config = _config(
         env="smac", core="grsn", num_episodes_before_learning_starts=8, train_batch_size_per_learner=8
     )
-    config.environment(env_config={"map_name": "3s_vs_5z", "backend": "smax"})
+    # Battles of at most 20 steps end inside the first sample() call (25 steps per env), so the
+    # first iteration already has finished episodes to report win rate and backend from.
+    config.environment(env_config={"map_name": "3s_vs_5z", "backend": "smax", "episode_limit": 20})
     config.training(store_buffer_in_checkpoints=True)
     config.reporting(min_sample_timesteps_per_iteration=200)
     algo = config.build_algo()

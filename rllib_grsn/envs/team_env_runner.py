@@ -20,11 +20,22 @@ Any other env (``mpe_simple_spread``, ``two_step_game``, StarCraft II) goes to R
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from typing import Any
 
 from ray.rllib.callbacks.utils import make_callback
 from ray.rllib.env.env_context import EnvContext
 from ray.rllib.env.multi_agent_env_runner import MultiAgentEnvRunner
+from ray.rllib.utils.metrics import (
+    NUM_AGENT_STEPS_SAMPLED,
+    NUM_AGENT_STEPS_SAMPLED_LIFETIME,
+    NUM_ENV_STEPS_SAMPLED,
+    NUM_ENV_STEPS_SAMPLED_LIFETIME,
+    NUM_EPISODES,
+    NUM_EPISODES_LIFETIME,
+    NUM_MODULE_STEPS_SAMPLED,
+    NUM_MODULE_STEPS_SAMPLED_LIFETIME,
+)
 from ray.rllib.utils.pre_checks.env import check_multiagent_environments
 
 from rllib_grsn.envs.multi_agent import check_vectorize, resolve_smac_backend
@@ -58,7 +69,52 @@ def vector_env_kind(env: Any, env_config: Any, num_envs: int) -> str:
 
 
 class TeamEnvRunner(MultiAgentEnvRunner):
-    """``MultiAgentEnvRunner`` whose ``make_env`` builds a ``SMAXVectorEnv`` for SMAX, RLlib's otherwise."""
+    """``MultiAgentEnvRunner`` whose ``make_env`` builds a ``SMAXVectorEnv`` for SMAX, RLlib's otherwise.
+
+    It also counts the sampled env, agent and module steps once per ``sample()`` call instead of
+    once per agent and env step: RLlib's ``_increase_sampled_metrics`` makes 2 + 4 x agents
+    ``MetricsLogger.log_value`` calls for every step of every sub-env (8 SMAX battles of 8 marines:
+    ~270 calls per vector step), about a tenth of QMIX's sampling time. The counters are sums, so
+    the reduced metrics are the same numbers.
+    """
+
+    def _sample(self, **kwargs: Any) -> list:
+        self._pending_counts: Counter = Counter()
+        try:
+            return super()._sample(**kwargs)
+        finally:
+            self._log_sampled_counts()
+
+    def _increase_sampled_metrics(self, num_steps: int, next_obs: dict, episode: Any) -> int:
+        counts = getattr(self, "_pending_counts", None)
+        if counts is None:  # called outside `_sample` (not done by RLlib 2.60): log at once
+            return super()._increase_sampled_metrics(num_steps, next_obs, episode)
+        counts[NUM_ENV_STEPS_SAMPLED] += num_steps
+        if episode.is_done:
+            counts[NUM_EPISODES] += 1
+        for aid in next_obs:
+            counts[(NUM_AGENT_STEPS_SAMPLED, str(aid))] += 1
+            counts[(NUM_MODULE_STEPS_SAMPLED, episode.module_for(aid))] += 1
+        return num_steps
+
+    def _log_sampled_counts(self) -> None:
+        """Logs what ``_increase_sampled_metrics`` counted, with RLlib's keys and reductions."""
+        counts, self._pending_counts = self._pending_counts, None
+        lifetime_of = {
+            NUM_ENV_STEPS_SAMPLED: NUM_ENV_STEPS_SAMPLED_LIFETIME,
+            NUM_EPISODES: NUM_EPISODES_LIFETIME,
+            NUM_AGENT_STEPS_SAMPLED: NUM_AGENT_STEPS_SAMPLED_LIFETIME,
+            NUM_MODULE_STEPS_SAMPLED: NUM_MODULE_STEPS_SAMPLED_LIFETIME,
+        }
+        for key, value in counts.items():
+            name, rest = (key, ()) if isinstance(key, str) else (key[0], key[1:])
+            self.metrics.log_value((name, *rest) if rest else name, value, reduce="sum")
+            self.metrics.log_value(
+                (lifetime_of[name], *rest) if rest else lifetime_of[name],
+                value,
+                reduce="lifetime_sum",
+                with_throughput=name == NUM_ENV_STEPS_SAMPLED,
+            )
 
     def make_env(self) -> None:
         """Builds ``self.env`` as RLlib's ``make_env`` does, with a ``SMAXVectorEnv`` where it applies.

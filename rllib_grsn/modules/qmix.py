@@ -201,13 +201,18 @@ class SpikingQMixModule(SteadyTrainModeMixin, TorchRLModule, TargetNetworkAPI, I
     # ------------------------------------------------------------------ acting
 
     def _act(self, batch: dict[str, Any], *, epsilon: float) -> dict[str, Any]:
+        """One decision per agent row. ``obs`` leaves are ``[B, 1, ...]`` (RLlib's time axis for a
+        stateful module) or ``[B, ...]``: a stateless module, or QMIX's EnvRunners, whose pipeline
+        leaves the time axis out (see ``QMixConfig.build_env_to_module_connector``); the actions
+        then come back without it too."""
         obs = batch[Columns.OBS]
         stateful = self.is_stateful()
-        if not stateful:  # RLlib gives [B, ...] to a stateless module; run it as length-1 sequences
+        single_step = obs[ACTION_MASK_KEY].dim() == 2  # [B, |A|]: no time axis
+        if single_step:  # run as length-1 sequences
             obs = {k: v.unsqueeze(1) for k, v in obs.items()}
         q, state_out = self.agent(agent_inputs(obs), batch[Columns.STATE_IN] if stateful else {})
         actions = select_actions(q, obs[ACTION_MASK_KEY], epsilon)
-        out: dict[str, Any] = {Columns.ACTIONS: actions if stateful else actions.squeeze(1)}
+        out: dict[str, Any] = {Columns.ACTIONS: actions.squeeze(1) if single_step else actions}
         if stateful:
             out[Columns.STATE_OUT] = state_out
         return out

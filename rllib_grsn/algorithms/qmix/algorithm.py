@@ -1,11 +1,12 @@
 """QMIX and VDN as an RLlib Algorithm (new API stack, multi-agent).
 
-One ``training_step`` (pymarl's episode runner loop): the EnvRunners play whole episodes with the
-shared agent module (epsilon-greedy over available actions, each agent's ``(u, c)`` carried by
-RLlib's connectors), the episodes go into a :class:`TeamEpisodeReplay` as team arrays, then
-``num_updates_per_episode`` gradient steps per new episode each train on ``train_batch_size_per_learner``
-whole episodes, targets are copied every ``target_update_interval`` episodes, and the new agent
-weights go back to the EnvRunners. RLlib's ``Algorithm.train`` repeats this until
+One ``training_step`` (pymarl's parallel runner loop): the EnvRunners act ``rollout_fragment_length``
+steps in each sub-env with the shared agent module (epsilon-greedy over available actions, each
+agent's ``(u, c)`` carried by RLlib's connectors), the episodes that finished go into a
+:class:`TeamEpisodeReplay` as team arrays (the chunks of battles still running wait there for the
+rest), then ``num_updates_per_episode`` gradient steps per finished episode each train on
+``train_batch_size_per_learner`` whole episodes, targets are copied every ``target_update_interval``
+episodes, and the new agent weights go back to the EnvRunners. RLlib's ``Algorithm.train`` repeats this until
 ``min_sample_timesteps_per_iteration`` env steps make an iteration, and runs the greedy test
 episodes (``evaluation_interval``), which report ``win_rate`` through
 :class:`~rllib_grsn.tracking.team_metrics.TeamMetricsCallback`.
@@ -60,12 +61,12 @@ class QMix(Algorithm):
         cfg = self.config
         episodes = sample_episodes(self)
         with self.metrics.log_time((TIMERS, REPLAY_BUFFER_ADD_DATA_TIMER)):
-            self.replay_buffer.add(episodes)
+            finished = self.replay_buffer.add(episodes)  # whole episodes; chunks of running ones wait
         self.metrics.log_value("replay_episodes", len(self.replay_buffer), window=1)
 
         if len(self.replay_buffer) < max(cfg.num_episodes_before_learning_starts, 1):
             return
-        self._update_credit += len(episodes) * cfg.num_updates_per_episode
+        self._update_credit += finished * cfg.num_updates_per_episode
         num_updates = int(self._update_credit)
         self._update_credit -= num_updates
         if num_updates == 0:

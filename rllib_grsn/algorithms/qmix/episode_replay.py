@@ -12,6 +12,13 @@ team arrays, agents lined up by :func:`~rllib_grsn.modules.connectors.agent_orde
   ``terminated`` (a finished battle: no bootstrap) or was truncated (time limit: bootstrap).
 
 A sampled batch pads episodes to the longest one and marks real steps in ``filled``.
+
+QMIX's EnvRunners sample ``rollout_fragment_length`` steps per sub-env and call (RLlib's
+``truncate_episodes``), so a battle still running at the end of a ``sample()`` call arrives as a
+chunk and goes on in the next call's chunk of the same episode id. The replay keeps such chunks
+aside and stores the episode once its last chunk arrives: every env step sampled ends up in the
+replay, as in pymarl, where RLlib's ``complete_episodes`` would reset every sub-env at each call and
+throw the unfinished battles away (about a fifth of the env steps on 8m).
 """
 
 from __future__ import annotations
@@ -44,9 +51,34 @@ class TeamEpisode:
     def nbytes(self) -> int:
         return sum(a.nbytes for a in (self.inputs, self.masks, self.states, self.actions, self.rewards))
 
+    def followed_by(self, later: TeamEpisode) -> TeamEpisode:
+        """This chunk of an episode joined with ``later``, the chunk that continues it.
+
+        RLlib cuts an ongoing episode where a ``sample()`` call ends; the continuation starts on the
+        observation the cut chunk ended on (o_t of both, the agent inputs included), kept once here.
+        Raises ``ValueError`` when the two do not meet there.
+        """
+        if not (
+            np.array_equal(self.inputs[-1], later.inputs[0])
+            and np.array_equal(self.masks[-1], later.masks[0])
+            and np.array_equal(self.states[-1], later.states[0])
+        ):
+            raise ValueError(
+                "episode chunks do not join: the later chunk does not start on the observation the earlier "
+                "one ended on"
+            )
+        return TeamEpisode(
+            inputs=np.concatenate([self.inputs[:-1], later.inputs]),
+            masks=np.concatenate([self.masks[:-1], later.masks]),
+            states=np.concatenate([self.states[:-1], later.states]),
+            actions=np.concatenate([self.actions, later.actions]),
+            rewards=np.concatenate([self.rewards, later.rewards]),
+            terminated=later.terminated,
+        )
+
 
 def team_episode(episode: Any) -> TeamEpisode:
-    """Team arrays of a finished RLlib ``MultiAgentEpisode`` in which every agent acted every step.
+    """Team arrays of an RLlib ``MultiAgentEpisode`` (or chunk of one) in which every agent acted every step.
 
     Raises ``ValueError`` when agents acted on different steps: QMIX mixes all agents' values of a
     step, so the team adapters keep every agent (dead ones included) in every step.
@@ -86,7 +118,11 @@ def team_episode(episode: Any) -> TeamEpisode:
 
 
 class TeamEpisodeReplay:
-    """FIFO replay of :class:`TeamEpisode`; ``sample`` draws episodes uniformly (pymarl)."""
+    """FIFO replay of whole :class:`TeamEpisode`; ``sample`` draws episodes uniformly (pymarl).
+
+    Chunks of unfinished episodes wait (by episode id) until the chunk that finishes them arrives;
+    they are not part of the checkpoint state (a restored run's EnvRunners start new episodes).
+    """
 
     def __init__(self, capacity: int, seed: int | None = None):
         if capacity < 1:
@@ -95,6 +131,7 @@ class TeamEpisodeReplay:
         self._episodes: deque[TeamEpisode] = deque(maxlen=capacity)
         self._rng = np.random.default_rng(seed)
         self.num_added = 0
+        self._unfinished: dict[str, TeamEpisode] = {}
 
     def __len__(self) -> int:
         return len(self._episodes)
@@ -107,13 +144,48 @@ class TeamEpisodeReplay:
     def nbytes(self) -> int:
         return sum(e.nbytes for e in self._episodes)
 
-    def add(self, episodes: list[Any]) -> None:
-        """Adds finished ``MultiAgentEpisode``s (or ready :class:`TeamEpisode`s); empty ones are skipped."""
+    @property
+    def num_unfinished(self) -> int:
+        """Episodes of which chunks are held, waiting for the rest."""
+        return len(self._unfinished)
+
+    @property
+    def num_unfinished_env_steps(self) -> int:
+        """Env steps in the held chunks."""
+        return sum(len(e) for e in self._unfinished.values())
+
+    def add(self, episodes: list[Any]) -> int:
+        """Adds what one round of ``sample()`` calls returned; returns how many whole episodes were stored.
+
+        ``episodes``: finished ``MultiAgentEpisode``s, chunks of ongoing ones (RLlib's
+        ``truncate_episodes``), or ready :class:`TeamEpisode`s. A finished episode is stored with its
+        earlier chunks; an unfinished chunk is held until then. Every ongoing episode returns a chunk
+        in every call, so held chunks that got no continuation here belong to episodes that ended
+        elsewhere (an env reset after a failure) and are dropped, as are continuations whose start
+        is not here (the replay was restored mid-episode): only whole episodes are stored. Empty
+        episodes are skipped.
+        """
+        unfinished: dict[str, TeamEpisode] = {}
+        stored = 0
         for episode in episodes:
-            team = episode if isinstance(episode, TeamEpisode) else team_episode(episode)
+            if isinstance(episode, TeamEpisode):
+                team = episode
+            else:
+                team = team_episode(episode)
+                earlier = self._unfinished.pop(episode.id_, None)
+                if earlier is not None:
+                    team = earlier.followed_by(team)
+                elif episode.env_t_started > 0:
+                    continue  # a continuation without its beginning
+                if not episode.is_done:
+                    unfinished[episode.id_] = team
+                    continue
             if len(team) > 0:
                 self._episodes.append(team)
                 self.num_added += 1
+                stored += 1
+        self._unfinished = unfinished
+        return stored
 
     def sample(self, batch_size: int) -> dict[str, np.ndarray]:
         """``batch_size`` episodes (with replacement only when fewer are stored), padded to the longest.
@@ -161,5 +233,6 @@ class TeamEpisodeReplay:
 
     def set_state(self, state: dict[str, Any]) -> None:
         self._episodes = deque(state["episodes"], maxlen=self.capacity)
+        self._unfinished = {}
         self._rng.bit_generator.state = state["rng"]
         self.num_added = int(state.get("num_added", len(self._episodes)))
