@@ -4,7 +4,8 @@
 time-axis connector out of the env-to-module pipeline (``SpikingQMixModule`` adds the axis itself)
 and switches off action normalisation (Discrete actions). Each test runs the same seeds through
 our runner and through one that uses RLlib 2.60's own code for the part in question, and asserts
-the same episodes and metrics. No Ray cluster: EnvRunners are built in-process.
+the same episodes and metrics (the RLlib variants are ``benchmarks/qmix_sampling.py``'s, which
+times both). No Ray cluster: EnvRunners are built in-process.
 """
 
 from __future__ import annotations
@@ -14,30 +15,16 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from ray.rllib.algorithms.algorithm_config import AlgorithmConfig
 from ray.rllib.core.columns import Columns
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
-from ray.rllib.env.multi_agent_env_runner import MultiAgentEnvRunner
 
 import rllib_grsn.envs
+from benchmarks.qmix_sampling import RLlibCountingRunner, RLlibPipelineConfig
 from rllib_grsn.algorithms.qmix import QMixConfig
 from rllib_grsn.envs.team_env_runner import TeamEnvRunner
 
 AGENT = {"core": "grsn", "hidden": 16, "obs_embed": 16, "head_hiddens": []}
 COUNTED = ("num_env_steps_sampled", "num_agent_steps_sampled", "num_module_steps_sampled", "num_episodes")
-
-
-class RLlibCountingRunner(TeamEnvRunner):
-    """TeamEnvRunner with RLlib's own per-step metric logging."""
-
-    _sample = MultiAgentEnvRunner._sample
-    _increase_sampled_metrics = MultiAgentEnvRunner._increase_sampled_metrics
-
-
-class RLlibPipelineConfig(QMixConfig):
-    """QMixConfig with RLlib's default env-to-module pipeline (time axis added by a connector)."""
-
-    build_env_to_module_connector = AlgorithmConfig.build_env_to_module_connector
 
 
 @pytest.fixture(autouse=True)
