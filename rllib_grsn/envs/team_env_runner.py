@@ -78,39 +78,43 @@ class TeamEnvRunner(MultiAgentEnvRunner):
     the reduced metrics are the same numbers.
     """
 
+    # Counter name -> its lifetime twin, as RLlib logs them.
+    _LIFETIME_OF = {
+        NUM_ENV_STEPS_SAMPLED: NUM_ENV_STEPS_SAMPLED_LIFETIME,
+        NUM_EPISODES: NUM_EPISODES_LIFETIME,
+        NUM_AGENT_STEPS_SAMPLED: NUM_AGENT_STEPS_SAMPLED_LIFETIME,
+        NUM_MODULE_STEPS_SAMPLED: NUM_MODULE_STEPS_SAMPLED_LIFETIME,
+    }
+    # (counter name, agent or module id) -> steps, gathered during one `_sample`; None outside it.
+    _pending_counts: Counter | None = None
+
     def _sample(self, **kwargs: Any) -> list:
-        self._pending_counts: Counter = Counter()
+        self._pending_counts = Counter()
         try:
             return super()._sample(**kwargs)
         finally:
             self._log_sampled_counts()
 
     def _increase_sampled_metrics(self, num_steps: int, next_obs: dict, episode: Any) -> int:
-        counts = getattr(self, "_pending_counts", None)
+        counts = self._pending_counts
         if counts is None:  # called outside `_sample` (not done by RLlib 2.60): log at once
             return super()._increase_sampled_metrics(num_steps, next_obs, episode)
-        counts[NUM_ENV_STEPS_SAMPLED] += num_steps
+        counts[NUM_ENV_STEPS_SAMPLED, None] += num_steps
         if episode.is_done:
-            counts[NUM_EPISODES] += 1
+            counts[NUM_EPISODES, None] += 1
         for aid in next_obs:
-            counts[(NUM_AGENT_STEPS_SAMPLED, str(aid))] += 1
-            counts[(NUM_MODULE_STEPS_SAMPLED, episode.module_for(aid))] += 1
+            counts[NUM_AGENT_STEPS_SAMPLED, str(aid)] += 1
+            counts[NUM_MODULE_STEPS_SAMPLED, episode.module_for(aid)] += 1
         return num_steps
 
     def _log_sampled_counts(self) -> None:
         """Logs what ``_increase_sampled_metrics`` counted, with RLlib's keys and reductions."""
-        counts, self._pending_counts = self._pending_counts, None
-        lifetime_of = {
-            NUM_ENV_STEPS_SAMPLED: NUM_ENV_STEPS_SAMPLED_LIFETIME,
-            NUM_EPISODES: NUM_EPISODES_LIFETIME,
-            NUM_AGENT_STEPS_SAMPLED: NUM_AGENT_STEPS_SAMPLED_LIFETIME,
-            NUM_MODULE_STEPS_SAMPLED: NUM_MODULE_STEPS_SAMPLED_LIFETIME,
-        }
-        for key, value in counts.items():
-            name, rest = (key, ()) if isinstance(key, str) else (key[0], key[1:])
-            self.metrics.log_value((name, *rest) if rest else name, value, reduce="sum")
+        counts, self._pending_counts = self._pending_counts or Counter(), None
+        for (name, sub_key), value in counts.items():
+            lifetime = self._LIFETIME_OF[name]
+            self.metrics.log_value(name if sub_key is None else (name, sub_key), value, reduce="sum")
             self.metrics.log_value(
-                (lifetime_of[name], *rest) if rest else lifetime_of[name],
+                lifetime if sub_key is None else (lifetime, sub_key),
                 value,
                 reduce="lifetime_sum",
                 with_throughput=name == NUM_ENV_STEPS_SAMPLED,
