@@ -108,7 +108,9 @@ def train_recorded(
 
 
 class TrialProgress(Callback):
-    """One line per finished trial, ``describe(cell, last_result)`` after the count and before the time."""
+    """One line per finished trial: the count, ``describe(cell, last_result)``, then the trial's own
+    training time (Tune's ``time_total_s``) and the time since the grid started. Both are shown because
+    with several trials at once the grid's clock says nothing about one trial's cost."""
 
     def __init__(self, total: int, describe: Callable[[dict[str, Any], dict[str, Any]], str]) -> None:
         self.total = total
@@ -119,7 +121,9 @@ class TrialProgress(Callback):
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self.done += 1
         line = self.describe(trial.config["cell"], trial.last_result or {})
-        print(f"[{self.done}/{self.total}] {line} ({time.time() - self.start:.0f} s)", flush=True)
+        trial_s = (trial.last_result or {}).get("time_total_s", float("nan"))
+        grid_s = time.time() - self.start
+        print(f"[{self.done}/{self.total}] {line} (trial {trial_s:.0f} s, grid {grid_s:.0f} s)", flush=True)
 
 
 def run_grid(
