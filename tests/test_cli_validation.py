@@ -12,7 +12,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -79,10 +78,11 @@ def run_cli(argv: list[str], capsys) -> tuple[int, str, str]:
     return rc, out, err
 
 
-def run_subprocess(args: list[str], timeout: float = 60) -> tuple[subprocess.CompletedProcess, float]:
+def run_subprocess(args: list[str], timeout: float = 60) -> subprocess.CompletedProcess:
+    # "Fails fast" is asserted as "before Ray starts" (RAY_STARTED absent), not as a wall-clock bound:
+    # the suite runs two files at a time, and a clock bound fails on a busy machine, not on slow code.
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    start = time.monotonic()
-    proc = subprocess.run(
+    return subprocess.run(
         [sys.executable, "-m", "rllib_grsn.cli", *map(str, args)],
         capture_output=True,
         text=True,
@@ -90,7 +90,6 @@ def run_subprocess(args: list[str], timeout: float = 60) -> tuple[subprocess.Com
         cwd=REPO,
         env=env,
     )
-    return proc, time.monotonic() - start
 
 
 # ----------------------------------------------------------------------------- bad files, in-process
@@ -595,32 +594,29 @@ SUBPROCESS_CASES = {
 )
 def test_subprocess_fails_fast_without_traceback_or_ray(text, extra, expected, write, tmp_path):
     path = write(text)
-    proc, elapsed = run_subprocess(["train", "file", path, "--storage-path", tmp_path / "results", *extra])
+    proc = run_subprocess(["train", "file", path, "--storage-path", tmp_path / "results", *extra])
     output = proc.stdout + proc.stderr
     assert proc.returncode == 2, output
     for fragment in expected:
         assert fragment in proc.stderr
     assert "Traceback" not in output
     assert RAY_STARTED not in output
-    assert elapsed < 30
     assert not (tmp_path / "results").exists()
 
 
 def test_subprocess_evaluate_not_a_checkpoint(tmp_path):
-    proc, elapsed = run_subprocess(["evaluate", tmp_path])
+    proc = run_subprocess(["evaluate", tmp_path])
     assert proc.returncode == 2
     assert "not an RLlib algorithm checkpoint" in proc.stderr
     assert "Traceback" not in proc.stdout + proc.stderr
     assert RAY_STARTED not in proc.stdout + proc.stderr
-    assert elapsed < 30
 
 
 def test_subprocess_check_on_the_tuned_example_does_not_start_ray():
-    proc, elapsed = run_subprocess(["train", "file", TUNED_EXAMPLES / "cartpole_p_grsn.yaml", "--check"])
+    proc = run_subprocess(["train", "file", TUNED_EXAMPLES / "cartpole_p_grsn.yaml", "--check"])
     assert proc.returncode == 0, proc.stderr
     assert "cartpole-p-grsn-ppo: PPO on CartPole-P" in proc.stdout
     assert RAY_STARTED not in proc.stdout + proc.stderr
-    assert elapsed < 30
 
 
 def test_json_options_round_trip():
