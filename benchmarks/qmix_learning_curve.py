@@ -151,8 +151,8 @@ def train_grid(args: argparse.Namespace) -> None:
     run_grid(
         train_trial, cells, shared,
         path_of=lambda c: trial_path(args.trials_dir, args.map, c["core"], c["seed"]), rerun=args.rerun,
-        name=f"qmix_learning_curve_{args.map}", num_cpus=args.num_cpus, storage_path=args.storage_path,
-        describe=_describe,
+        name=f"qmix_learning_curve_{args.map}", num_cpus=args.num_cpus, cpus_per_trial=args.cpus_per_trial,
+        storage_path=args.storage_path, describe=_describe,
     )  # fmt: skip
 
 

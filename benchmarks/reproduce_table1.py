@@ -122,7 +122,8 @@ def train_grid(args: argparse.Namespace) -> None:
     run_grid(
         train_cell, cells, shared,
         path_of=lambda c: trial_path(args.trials_dir, c["task"], c["core"], c["seed"]), rerun=args.rerun,
-        name="reproduce_table1", num_cpus=args.num_cpus, storage_path=args.storage_path, describe=_describe,
+        name="reproduce_table1", num_cpus=args.num_cpus, cpus_per_trial=args.cpus_per_trial,
+        storage_path=args.storage_path, describe=_describe,
     )  # fmt: skip
 
 

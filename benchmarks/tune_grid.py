@@ -57,18 +57,27 @@ def load_records(paths: Iterable[Path]) -> list[dict[str, Any]]:
 
 
 def experiment_for_trial(path: Path, overrides: dict[str, Any], seed: int) -> Experiment:
-    """One tuned example with ``overrides`` deep-merged and ``seed`` set, inside a one-CPU trial.
+    """One tuned example with ``overrides`` deep-merged and ``seed`` set, inside a Tune trial.
 
-    torch is pinned to one thread first: Tune gives the trial one CPU, and torch's default (one
-    thread per core) would make parallel trials fight over every core.
+    torch is pinned first to as many threads as the trial has CPUs (``--cpus-per-trial``; one outside
+    Ray): torch's default, one thread per core, would make parallel trials fight over every core.
     """
     import torch
 
-    torch.set_num_threads(1)
+    torch.set_num_threads(trial_cpus())
     from rllib_grsn.experiment import deep_merge, load_experiments
 
     (experiment,) = load_experiments(path, config=deep_merge(overrides, {"seed": seed}))
     return experiment
+
+
+def trial_cpus() -> int:
+    """The CPUs Ray gave the calling trial (``--cpus-per-trial``), or 1 outside a Ray worker."""
+    import ray
+
+    if not ray.is_initialized():
+        return 1
+    return max(1, int(ray.get_runtime_context().get_assigned_resources().get("CPU", 1)))
 
 
 def train_recorded(
@@ -85,8 +94,12 @@ def train_recorded(
     the env steps so far and each series' value (NaN where the result lacks it, e.g. an iteration
     without evaluation), calls ``after_iteration(algo, record, result)``, then sets ``complete``
     and ``wall_s`` (build time included) and writes the file. Tune gets the latest values too.
+    ``torch_threads`` is recorded beside ``wall_s``, which means little without it.
     """
+    import torch
     from ray import tune
+
+    record["torch_threads"] = torch.get_num_threads()
 
     start = time.time()
     algo = experiment.algo_config.build_algo()
@@ -137,8 +150,10 @@ def run_grid(
     num_cpus: int,
     storage_path: str,
     describe: Callable[[dict[str, Any], dict[str, Any]], str],
+    cpus_per_trial: int = 1,
 ) -> None:
-    """Runs ``trainable`` once per cell (``config["cell"]``, plus ``shared``), one CPU each.
+    """Runs ``trainable`` once per cell (``config["cell"]``, plus ``shared``), ``cpus_per_trial`` CPUs
+    each, ``num_cpus // cpus_per_trial`` at a time.
 
     Cells whose record ``path_of(cell)`` is complete are skipped unless ``rerun``: that is how an
     interrupted grid resumes. Ray is started here with ``num_cpus`` and shut down here, also on
@@ -155,9 +170,9 @@ def run_grid(
     ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
     try:
         tuner = tune.Tuner(
-            tune.with_resources(trainable, {"cpu": 1}),
+            tune.with_resources(trainable, {"cpu": cpus_per_trial}),
             param_space={"cell": tune.grid_search(todo), **shared},
-            tune_config=tune.TuneConfig(max_concurrent_trials=num_cpus),
+            tune_config=tune.TuneConfig(max_concurrent_trials=num_cpus // cpus_per_trial),
             run_config=tune.RunConfig(
                 name=name,
                 storage_path=str(Path(storage_path).resolve()),
@@ -212,7 +227,13 @@ def add_grid_options(parser: argparse.ArgumentParser, *, seeds: int, storage_pat
         "--num-cpus",
         type=int,
         default=os.cpu_count() or 2,
-        help="CPUs for Ray: that many trials run at once, one CPU each",
+        help="CPUs for Ray: num-cpus / cpus-per-trial trials run at once",
+    )
+    parser.add_argument(
+        "--cpus-per-trial",
+        type=int,
+        default=1,
+        help="CPUs, and torch threads, per trial: fewer trials at a time, each one sooner done",
     )
     parser.add_argument("--storage-path", default=str(storage_path), help="Tune results directory")
     parser.add_argument(
@@ -242,6 +263,8 @@ def check_grid_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -
     """Refuses impossible grid options and sets ``args.seed_list``."""
     if args.seeds < 1 or args.first_seed < 0 or args.num_cpus < 1:
         parser.error("--seeds and --num-cpus must be >= 1 and --first-seed >= 0")
+    if not 1 <= args.cpus_per_trial <= args.num_cpus:
+        parser.error(f"--cpus-per-trial must be between 1 and --num-cpus ({args.num_cpus})")
     args.seed_list = list(range(args.first_seed, args.first_seed + args.seeds))
 
 

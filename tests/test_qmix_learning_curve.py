@@ -177,6 +177,7 @@ def test_tiny_grid_on_smax_end_to_end_then_report_only(tmp_path, capsys):
     report = json.loads(out.read_text())
     (trial,) = report["trials"]
     assert trial["complete"] and trial["backend"] == "smax" and trial["env_steps"][-1] >= 3000
+    assert trial["torch_threads"] == 1  # one CPU per trial by default
     assert len(trial["env_steps"]) == len(trial["test_win_rates"]) == len(trial["train_win_rates"])
     # Tests every 2nd iteration, and at the budget even when the last iteration was not one of them.
     assert math.isnan(trial["test_win_rates"][0]) and 0 <= trial["test_win_rates"][1] <= 1

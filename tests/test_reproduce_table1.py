@@ -42,7 +42,11 @@ def test_smoke_flag_is_one_seed_of_grsn_and_lif_at_a_tenth_of_the_budget(tmp_pat
 
 @pytest.mark.parametrize(
     ("argv", "message"),
-    [(["--cores", "grsn,lstm"], "allowed: grsn, lif, gru, mlp"), (["--config", "[1]"], "JSON object")],
+    [
+        (["--cores", "grsn,lstm"], "allowed: grsn, lif, gru, mlp"),
+        (["--config", "[1]"], "JSON object"),
+        (["--num-cpus", "2", "--cpus-per-trial", "3"], "--cpus-per-trial must be between 1 and --num-cpus"),
+    ],
 )
 def test_bad_options_name_the_problem(argv, message, capsys):
     with pytest.raises(SystemExit):
@@ -60,13 +64,14 @@ def test_one_small_trial_end_to_end_then_report_only(tmp_path, capsys):
     }
     argv = [
         "--tasks", "cartpole_v", "--cores", "grsn", "--seeds", "1", "--steps-scale", "0.1",
-        "--num-cpus", "1", "--out", str(out), "--storage-path", str(tmp_path / "tune"),
-        "--config", json.dumps(small),
+        "--num-cpus", "2", "--cpus-per-trial", "2", "--out", str(out),
+        "--storage-path", str(tmp_path / "tune"), "--config", json.dumps(small),
     ]  # fmt: skip
     assert harness.main(argv) == 0
     report = json.loads(out.read_text())
     (trial,) = report["trials"]
     assert trial["complete"] and trial["env_steps"][-1] >= 1000
+    assert trial["torch_threads"] == 2  # the trial's two CPUs, not torch's one-per-core default
     assert trial["final_eval_return"] == trial["eval_returns"][-1] > 0  # 10 greedy CartPole episodes ran
     assert "(n=1)" in report["table_markdown"]
     assert out.with_suffix(".png").stat().st_size > 0  # the learning-curve figure
