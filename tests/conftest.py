@@ -19,10 +19,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Runs the files with the most ``slow`` tests first, each file's tests together and in order.
 
     ``make test`` hands whole files to two workers in collection order (``--dist loadfile
-    --no-loadscope-reorder``). The end-to-end files hold a few long tests each, so xdist's default
-    order (most tests per file first) queues them last, where one worker can be left running them
-    alone. Longest jobs first is the usual remedy, and the slow marker is the cost estimate we have;
-    files with more tests go first among equals.
+    --no-loadscope-reorder``). The end-to-end files hold a few long tests each; queued last (as
+    alphabetical order or xdist's tests-per-file order put them), one worker ran them alone for
+    minutes while the other sat idle. Longest jobs first is the usual remedy, and the slow marker is
+    the cost estimate we have; files with more tests go first among equals.
     """
     by_file: dict[str, list[pytest.Item]] = {}
     for item in items:
