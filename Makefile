@@ -10,8 +10,7 @@ RUN_YAML ?= tuned_examples/smac_8m_grsn.yaml
 STOP     ?=
 # Test files run this many at a time (pytest-xdist). Much of a serial run waits on Ray and subprocess
 # start-up with a core idle; two workers keep both cores of a 2-core CI machine busy. --dist loadfile
-# keeps each file on one worker, so a module fixture (a whole sweep) runs once; --no-loadscope-reorder
-# keeps the order tests/conftest.py sets (files with slow tests first). TEST_WORKERS=0: serial.
+# keeps each file on one worker, so a module fixture (a whole sweep) runs once. TEST_WORKERS=0: serial.
 TEST_WORKERS ?= 2
 
 .PHONY: run test test-fast lint bench clean
@@ -32,10 +31,10 @@ run: $(STAMP)
 	$(RLLIB) evaluate "$$(ls -td $(RESULTS)/*/*/checkpoint_* | head -n 1)" --episodes 32
 
 test: $(STAMP)
-	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 test-fast: $(STAMP)
-	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder -m "not slow"
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m "not slow"
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
