@@ -113,7 +113,10 @@ def train_trial(config: dict[str, Any]) -> None:
         "wall_s": 0.0,
     }
     path = trial_path(Path(config["trials_dir"]), map_name, core, seed)
-    train_recorded(experiment, record, path, steps, SERIES, _after_iteration)
+    train_recorded(
+        experiment, record, path, steps, SERIES, _after_iteration,
+        checkpoint_every=int(config.get("checkpoint_every", 0)),
+    )  # fmt: skip
 
 
 def _after_iteration(algo: Any, record: dict[str, Any], result: dict[str, Any]) -> None:
@@ -147,6 +150,7 @@ def train_grid(args: argparse.Namespace) -> None:
         "eval_episodes": args.eval_episodes,
         "overrides": args.config,
         "trials_dir": str(args.trials_dir.resolve()),
+        "checkpoint_every": args.checkpoint_every,
     }
     run_grid(
         train_trial, cells, shared,
@@ -379,7 +383,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help=f"1 seed, {SMOKE_STEPS} env steps, a test every iteration: a check that fits 2 cores",
     )
-    add_grid_options(parser, seeds=3, storage_path=REPO / "results" / "qmix_learning_curve", out=DEFAULT_OUT)
+    add_grid_options(
+        parser, seeds=3, storage_path=REPO / "results" / "qmix_learning_curve", out=DEFAULT_OUT,
+        checkpoint_every=0,
+        checkpoint_note="; QMIX checkpoints leave out the replay (GBs on SMAX) unless --config "
+        "'{\"store_buffer_in_checkpoints\": true}', so by default a resumed trial refills it from empty",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     if args.smoke:
         args.seeds = 1

@@ -9,6 +9,9 @@ need the same things, and they are kept here so that a fix reaches both:
 - a trial writes its record (the curve so far) after every iteration (:func:`train_recorded`), so
   a grid killed after hours keeps every finished iteration, and running the same command again
   skips the trials whose record is ``complete`` (:func:`run_grid`, :func:`is_complete`);
+- with ``--checkpoint-every`` a trial also saves an Algorithm checkpoint (weights, optimisers, replay
+  where the algorithm stores it, counters) beside its record, and an interrupted trial resumes from
+  it instead of from zero (:func:`checkpoint_dir`);
 - one line per finished trial (:class:`TrialProgress`), since a full grid runs for hours;
 - the same command-line options, parsed the same way (:func:`add_grid_options`,
   :func:`check_grid_args`, :func:`csv_choices`, :func:`json_object`), and the same report file
@@ -20,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import time
 from collections.abc import Callable, Iterable
@@ -36,6 +40,10 @@ if TYPE_CHECKING:
 
 REPO = Path(__file__).resolve().parents[1]
 ENV_STEPS = "num_env_steps_sampled_lifetime"
+# The record as it was when a resume checkpoint was saved, inside the checkpoint's folder.
+CHECKPOINT_RECORD = "trial_record.json"
+# Record keys that must agree between a checkpoint and the trial about to resume from it.
+RESUME_IDENTITY = ("seed", "target_env_steps")
 
 # Record key -> result key path; the value of every iteration is appended to the record's list.
 Series = dict[str, tuple[str, ...]]
@@ -75,9 +83,64 @@ def trial_cpus() -> int:
     """The CPUs Ray gave the calling trial (``--cpus-per-trial``), or 1 outside a Ray worker."""
     import ray
 
-    if not ray.is_initialized():
+    # The driver (a script or a test with Ray running) has no assigned resources to ask about.
+    if not ray.is_initialized() or ray.get_runtime_context().worker.mode != ray.WORKER_MODE:
         return 1
     return max(1, int(ray.get_runtime_context().get_assigned_resources().get("CPU", 1)))
+
+
+def checkpoint_dir(path: Path) -> Path:
+    """The resume checkpoint of the trial whose record is ``path``: ``<record stem>.ckpt/`` beside it."""
+    return path.parent / f"{path.stem}.ckpt"
+
+
+def _staging_dir(path: Path) -> Path:
+    return path.parent / f"{path.stem}.ckpt.tmp"
+
+
+def saved_checkpoint(path: Path) -> tuple[Path, dict[str, Any]] | None:
+    """The newest whole resume checkpoint of the trial recorded at ``path`` and its record, or None.
+
+    A checkpoint counts once its record is written, which is the last step of saving one; the
+    staging folder is looked at too, for a trial killed between removing the old checkpoint and
+    renaming the new one into place.
+    """
+    for directory in (checkpoint_dir(path), _staging_dir(path)):
+        try:
+            return directory, json.loads((directory / CHECKPOINT_RECORD).read_text())
+        except (OSError, ValueError):
+            continue
+    return None
+
+
+def remove_checkpoint(path: Path) -> None:
+    """Deletes the resume checkpoint (and any half-written one) of the trial recorded at ``path``."""
+    for directory in (checkpoint_dir(path), _staging_dir(path)):
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def _save_checkpoint(algo: Any, record: dict[str, Any], path: Path) -> None:
+    # Written aside and renamed into place, so a trial killed mid-save still has its previous one.
+    staging, final = _staging_dir(path), checkpoint_dir(path)
+    shutil.rmtree(staging, ignore_errors=True)
+    algo.save_to_path(staging)
+    (staging / CHECKPOINT_RECORD).write_text(json.dumps(record))
+    shutil.rmtree(final, ignore_errors=True)
+    staging.rename(final)
+
+
+def _resumable(path: Path, record: dict[str, Any]) -> tuple[Path, dict[str, Any]] | None:
+    """The checkpoint to resume the trial from, or None (none saved, or saved for another trial)."""
+    saved = saved_checkpoint(path)
+    if saved is None:
+        return None
+    directory, saved_record = saved
+    mismatched = [key for key in RESUME_IDENTITY if saved_record.get(key) != record.get(key)]
+    if mismatched or not saved_record.get("env_steps"):
+        why = ", ".join(mismatched) or "empty record"
+        print(f"{directory}: not this trial's checkpoint ({why} differs); training from zero", flush=True)
+        return None
+    return saved
 
 
 def train_recorded(
@@ -87,6 +150,7 @@ def train_recorded(
     steps: int,
     series: Series,
     after_iteration: AfterIteration | None = None,
+    checkpoint_every: int = 0,
 ) -> None:
     """Trains ``experiment`` to ``steps`` env steps, writing ``record`` to ``path`` after every iteration.
 
@@ -95,16 +159,31 @@ def train_recorded(
     without evaluation), calls ``after_iteration(algo, record, result)``, then sets ``complete``
     and ``wall_s`` (build time included) and writes the file. Tune gets the latest values too.
     ``torch_threads`` is recorded beside ``wall_s``, which means little without it.
+
+    With ``checkpoint_every`` > 0 env steps, the algorithm is also checkpointed (:func:`checkpoint_dir`)
+    each time the env steps pass the next multiple of it. A trial that finds such a checkpoint of
+    itself (same ``seed`` and ``target_env_steps``) restores it and carries on from the record saved
+    with it: ``resumed_at_env_steps`` lists where, and ``wall_s`` keeps counting the earlier runs'
+    time. The checkpoint is deleted once the trial completes.
     """
     import torch
     from ray import tune
 
+    resume = _resumable(path, record) if checkpoint_every > 0 else None
+    if resume is not None:
+        record.clear()
+        record.update(resume[1])
+        record["resumed_at_env_steps"] = [*record.get("resumed_at_env_steps", []), record["env_steps"][-1]]
     record["torch_threads"] = torch.get_num_threads()
 
-    start = time.time()
+    start = time.time() - float(record.get("wall_s") or 0.0)
     algo = experiment.algo_config.build_algo()
     try:
+        if resume is not None:
+            algo.restore_from_path(resume[0])
+            print(f"resumed {path.name} at {record['env_steps'][-1]} env steps from {resume[0]}", flush=True)
         while not record["env_steps"] or record["env_steps"][-1] < steps:
+            before = record["env_steps"][-1] if record["env_steps"] else 0
             result = algo.train()
             record["env_steps"].append(int(result[ENV_STEPS]))
             for key, keys in series.items():
@@ -115,15 +194,23 @@ def train_recorded(
             record["complete"] = record["env_steps"][-1] >= steps
             record["wall_s"] = round(time.time() - start, 1)
             path.write_text(json.dumps(record))
-            tune.report({"env_steps": record["env_steps"][-1], **{k: record[k][-1] for k in series}})
+            # Saved on passing a multiple of checkpoint_every (iterations need not end on one).
+            checkpoint_due = checkpoint_every > 0 and not record["complete"]
+            if checkpoint_due and record["env_steps"][-1] // checkpoint_every > before // checkpoint_every:
+                _save_checkpoint(algo, record, path)
+            latest = {key: record[key][-1] for key in ("env_steps", *series)}
+            tune.report({**latest, "wall_s": record["wall_s"]})
     finally:
         algo.stop()
+    if record["complete"]:
+        remove_checkpoint(path)
 
 
 class TrialProgress(Callback):
     """One line per finished trial: the count, ``describe(cell, last_result)``, then the trial's own
-    training time (Tune's ``time_total_s``) and the time since the grid started. Both are shown because
-    with several trials at once the grid's clock says nothing about one trial's cost."""
+    training time and the time since the grid started. Both are shown because with several trials at
+    once the grid's clock says nothing about one trial's cost. The trial's time is its record's
+    ``wall_s`` (earlier runs of a resumed trial included), or Tune's ``time_total_s`` without one."""
 
     def __init__(self, total: int, describe: Callable[[dict[str, Any], dict[str, Any]], str]) -> None:
         self.total = total
@@ -134,7 +221,8 @@ class TrialProgress(Callback):
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self.done += 1
         line = self.describe(trial.config["cell"], trial.last_result or {})
-        trial_s = (trial.last_result or {}).get("time_total_s", float("nan"))
+        last = trial.last_result or {}
+        trial_s = last.get("wall_s", last.get("time_total_s", float("nan")))
         grid_s = time.time() - self.start
         print(f"[{self.done}/{self.total}] {line} (trial {trial_s:.0f} s, grid {grid_s:.0f} s)", flush=True)
 
@@ -156,8 +244,9 @@ def run_grid(
     each, ``num_cpus // cpus_per_trial`` at a time.
 
     Cells whose record ``path_of(cell)`` is complete are skipped unless ``rerun``: that is how an
-    interrupted grid resumes. Ray is started here with ``num_cpus`` and shut down here, also on
-    errors, so a caller (or a test) never inherits a running Ray.
+    interrupted grid resumes (an unfinished trial from its resume checkpoint, if it saved one;
+    ``rerun`` deletes those first, so every trial starts from zero). Ray is started here with
+    ``num_cpus`` and shut down here, also on errors, so a caller (or a test) never inherits a running Ray.
     """
     import ray
     from ray import tune
@@ -166,6 +255,14 @@ def run_grid(
     if not todo:
         print(f"every requested trial already has a complete record in {path_of(cells[0]).parent}")
         return
+    resuming = []
+    for cell in todo:
+        if rerun:
+            remove_checkpoint(path_of(cell))
+        elif (saved := saved_checkpoint(path_of(cell))) is not None and saved[1].get("env_steps"):
+            resuming.append(f"{path_of(cell).stem} at {saved[1]['env_steps'][-1]}")
+    if resuming:
+        print(f"resuming from checkpoints: {', '.join(resuming)} env steps", flush=True)
     path_of(todo[0]).parent.mkdir(parents=True, exist_ok=True)
     ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
     try:
@@ -217,7 +314,15 @@ def json_object(text: str) -> dict[str, Any]:
     return value
 
 
-def add_grid_options(parser: argparse.ArgumentParser, *, seeds: int, storage_path: Path, out: Any) -> None:
+def add_grid_options(
+    parser: argparse.ArgumentParser,
+    *,
+    seeds: int,
+    storage_path: Path,
+    out: Any,
+    checkpoint_every: int,
+    checkpoint_note: str = "",
+) -> None:
     """The options every grid benchmark has: seeds, Ray CPUs, where results go, overrides, resume."""
     parser.add_argument(
         "--seeds", type=int, default=seeds, help="seeds first-seed .. first-seed+N-1 per cell"
@@ -250,7 +355,17 @@ def add_grid_options(parser: argparse.ArgumentParser, *, seeds: int, storage_pat
         help="JSON deep-merged into every tuned example's config, e.g. '{\"num_learners\": 1}'",
     )
     parser.add_argument(
-        "--rerun", action="store_true", help="train trials again even when a complete record exists"
+        "--checkpoint-every",
+        type=int,
+        default=checkpoint_every,
+        metavar="STEPS",
+        help="checkpoint each trial every STEPS env steps beside its record, so an interrupted trial "
+        f"resumes from there instead of from zero (0: never){checkpoint_note}",
+    )
+    parser.add_argument(
+        "--rerun",
+        action="store_true",
+        help="train trials again, from zero, even when a complete record or a checkpoint exists",
     )
     parser.add_argument(
         "--report-only",
@@ -263,6 +378,8 @@ def check_grid_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -
     """Refuses impossible grid options and sets ``args.seed_list``."""
     if args.seeds < 1 or args.first_seed < 0 or args.num_cpus < 1:
         parser.error("--seeds and --num-cpus must be >= 1 and --first-seed >= 0")
+    if args.checkpoint_every < 0:
+        parser.error("--checkpoint-every must be >= 0 (0: no checkpoints)")
     if not 1 <= args.cpus_per_trial <= args.num_cpus:
         parser.error(f"--cpus-per-trial must be between 1 and --num-cpus ({args.num_cpus})")
     args.seed_list = list(range(args.first_seed, args.first_seed + args.seeds))

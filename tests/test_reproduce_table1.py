@@ -46,6 +46,7 @@ def test_smoke_flag_is_one_seed_of_grsn_and_lif_at_a_tenth_of_the_budget(tmp_pat
         (["--cores", "grsn,lstm"], "allowed: grsn, lif, gru, mlp"),
         (["--config", "[1]"], "JSON object"),
         (["--num-cpus", "2", "--cpus-per-trial", "3"], "--cpus-per-trial must be between 1 and --num-cpus"),
+        (["--checkpoint-every", "-1"], "--checkpoint-every must be >= 0"),
     ],
 )
 def test_bad_options_name_the_problem(argv, message, capsys):
