@@ -1,4 +1,5 @@
-"""Fixtures shared by the tests that run the `rllib` command as a user does (in a subprocess)."""
+"""Fixtures shared by the tests: a Ray session for the tests that build algorithms in-process, and the
+`rllib` command run as a user does (in a subprocess)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,17 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import ray
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def ray_session() -> Iterator[None]:
+    """Ray on 2 CPUs for one test module (its trials and actors), shut down after the module's last test."""
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
 
 
 @pytest.fixture

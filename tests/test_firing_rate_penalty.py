@@ -10,7 +10,6 @@ from typing import Any
 
 import gymnasium as gym
 import pytest
-import ray
 import torch
 from ray.rllib.algorithms.ppo.torch.ppo_torch_learner import PPOTorchLearner
 from ray.rllib.core import DEFAULT_MODULE_ID
@@ -334,13 +333,6 @@ def test_qmix_penalty_enters_the_team_loss():
 
 
 # ------------------------------------------------------------------------------- end to end
-
-
-@pytest.fixture(scope="module")
-def ray_session():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
 
 
 @pytest.mark.slow

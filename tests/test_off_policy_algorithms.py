@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import ray
 import torch
 from ray.rllib.core import DEFAULT_MODULE_ID
 from ray.rllib.utils.torch_utils import convert_to_torch_tensor
@@ -25,13 +24,6 @@ SMALL = {
     "min_sample_timesteps_per_iteration": 100,
 }
 TASKS = {"TD3": "Pendulum-P", "RecurrentSAC": "CartPole-V"}
-
-
-@pytest.fixture(scope="module")
-def ray_session():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
 
 
 def build(run: str, env: str | None = None, core: str = "grsn", model: dict | None = None, **config):

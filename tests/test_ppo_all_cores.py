@@ -8,7 +8,6 @@ and the weight sync back to the EnvRunner.
 from __future__ import annotations
 
 import pytest
-import ray
 import torch
 
 from rllib_grsn.experiment import build_experiment
@@ -17,13 +16,6 @@ from rllib_grsn.neurons import CORE_NAMES
 pytestmark = pytest.mark.slow
 
 SMALL = {"train_batch_size": 256, "minibatch_size": 128, "num_epochs": 1, "num_env_runners": 0, "seed": 0}
-
-
-@pytest.fixture(scope="module")
-def ray_session():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
 
 
 @pytest.mark.parametrize(

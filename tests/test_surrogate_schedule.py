@@ -8,7 +8,6 @@ from __future__ import annotations
 import math
 
 import pytest
-import ray
 import torch
 from ray.rllib.algorithms.algorithm import Algorithm
 from ray.rllib.utils.schedules.piecewise_schedule import PiecewiseSchedule
@@ -234,13 +233,6 @@ def test_the_experiment_adds_the_callback_to_every_spiking_model():
 
 
 # ------------------------------------------------------------------------------- end to end
-
-
-@pytest.fixture(scope="module")
-def ray_session():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
 
 
 def _cell_alphas(multi_module) -> list[float]:

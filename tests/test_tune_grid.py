@@ -8,7 +8,6 @@ import time
 from types import SimpleNamespace
 
 import pytest
-import ray
 
 from benchmarks.tune_grid import (
     CHECKPOINT_RECORD,
@@ -61,20 +60,13 @@ def test_a_trial_killed_while_replacing_its_checkpoint_finds_the_new_one(tmp_pat
     assert saved_checkpoint(path) is None and not list(tmp_path.iterdir())
 
 
-@pytest.fixture
-def ray_one_cpu():
-    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
-
-
 class Interrupted(Exception):
     """Stands in for the Ctrl+C that stops a grid between two iterations."""
 
 
 @pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:`report` is meant to only be called")
-def test_an_interrupted_trial_resumes_from_its_checkpoint_not_from_zero(ray_one_cpu, tmp_path):
+def test_an_interrupted_trial_resumes_from_its_checkpoint_not_from_zero(ray_session, tmp_path):
     small = {
         "train_batch_size_per_learner": 4,
         "min_sample_timesteps_per_iteration": 100,
