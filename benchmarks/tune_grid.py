@@ -161,7 +161,7 @@ def train_recorded(
     ``torch_threads`` is recorded beside ``wall_s``, which means little without it.
 
     With ``checkpoint_every`` > 0 env steps, the algorithm is also checkpointed (:func:`checkpoint_dir`)
-    each time the env steps pass the next multiple of it. A trial that finds such a checkpoint of
+    each time the env steps pass the next multiple of it. A trial that finds a checkpoint of
     itself (same ``seed`` and ``target_env_steps``) restores it and carries on from the record saved
     with it: ``resumed_at_env_steps`` lists where, and ``wall_s`` keeps counting the earlier runs'
     time. The checkpoint is deleted once the trial completes.
@@ -169,7 +169,8 @@ def train_recorded(
     import torch
     from ray import tune
 
-    resume = _resumable(path, record) if checkpoint_every > 0 else None
+    # Resumed whenever a checkpoint is there: checkpoint_every only says how often to save one.
+    resume = _resumable(path, record)
     if resume is not None:
         record.clear()
         record.update(resume[1])
