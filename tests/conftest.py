@@ -19,8 +19,12 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def ray_session() -> Iterator[None]:
-    """Ray on 2 CPUs for one test module (its trials and actors), shut down after the module's last test."""
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    """Ray on 2 CPUs for one test module (its trials and actors), shut down after the module's last test.
+
+    ``address="local"``: without it ray.init joins the cluster named in /tmp/ray/ray_current_cluster,
+    e.g. the one tests/test_multi_node.py runs at the same time on the other pytest-xdist worker.
+    """
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield
     ray.shutdown()
 

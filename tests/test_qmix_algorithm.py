@@ -46,7 +46,7 @@ def registered_envs():
 
 @pytest.fixture
 def local_ray():
-    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=1, include_dashboard=False, log_to_driver=False)  # see conftest
     yield
     ray.shutdown()
 
