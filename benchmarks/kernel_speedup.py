@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> None:
 
     if fused_backend_name("cpu") is None:
         parser.error("the fused CPU kernel cannot be built here (see the log line above)")
-    ray.init(num_cpus=args.num_cpus, include_dashboard=False)
+    ray.init(address="local", num_cpus=args.num_cpus, include_dashboard=False)  # its own, sized Ray
     try:
         record = measure(
             args.experiment, iterations=args.iterations, warmup=args.warmup, config=json.loads(args.config)

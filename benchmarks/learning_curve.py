@@ -131,7 +131,7 @@ def main() -> None:
 
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    ray.init(num_cpus=args.num_cpus, include_dashboard=False)
+    ray.init(address="local", num_cpus=args.num_cpus, include_dashboard=False)  # its own, sized Ray
     try:
         jobs = [
             train_curve.remote(

@@ -72,7 +72,7 @@ def main() -> None:
     parser.add_argument("--out", default="benchmarks/results/ppo_throughput.json")
     args = parser.parse_args()
 
-    ray.init(num_cpus=args.num_cpus, include_dashboard=False)
+    ray.init(address="local", num_cpus=args.num_cpus, include_dashboard=False)  # its own, sized Ray
     try:
         rows = measure(
             args.models.split(","),

@@ -265,7 +265,9 @@ def run_grid(
     if resuming:
         print(f"resuming from checkpoints: {', '.join(resuming)} env steps", flush=True)
     path_of(todo[0]).parent.mkdir(parents=True, exist_ok=True)
-    ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
+    # address="local": the grid is sized by --num-cpus on this machine, so it starts its own Ray rather
+    # than joining one named in /tmp/ray/ray_current_cluster (which would refuse num_cpus).
+    ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
     try:
         tuner = tune.Tuner(
             tune.with_resources(trainable, {"cpu": cpus_per_trial}),

@@ -82,7 +82,7 @@ def test_diverged_training_stops_with_a_clear_error_and_keeps_the_last_good_chec
     # The poison runs before the experiment's own callbacks, as a divergence inside training would.
     exp.algo_config.callbacks(callbacks_class=[PoisonWeights, *callback_classes(exp.algo_config)])
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
-    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=1, include_dashboard=False, log_to_driver=False)  # see conftest
     try:
         outcome = run_experiment(exp, storage_path=str(tmp_path))
     finally:

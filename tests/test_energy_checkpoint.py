@@ -49,7 +49,7 @@ def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     from rllib_grsn.experiment import build_experiment
 
     root = tmp_path_factory.mktemp("energy_ckpt")
-    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=1, include_dashboard=False, log_to_driver=False)  # see conftest
     try:
         rllib_grsn.envs.register_multi_agent_envs()
         configs = {f"qmix_{core}": _qmix_config(core) for core in ("grsn", "gru")}

@@ -275,7 +275,7 @@ def test_registrations_survive_a_ray_restart():
     import ray
 
     for _ in range(2):  # Tune's own registry would be empty in the second session
-        ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
+        ray.init(address="local", num_cpus=1, include_dashboard=False, log_to_driver=False)  # see conftest
         try:
             assert all(_global_registry.contains(ENV_CREATOR, name) for name in NAMES)
         finally:
