@@ -41,6 +41,7 @@ from benchmarks.tune_grid import (
     check_grid_args,
     count_incomplete,
     csv_choices,
+    describe_machines,
     experiment_for_trial,
     load_records,
     nested,
@@ -454,7 +455,7 @@ def main(argv: list[str] | None = None) -> int:
         f"QMIX on {env}, greedy test win rate ({args.eval_episodes} episodes per test), mean ± std over seeds"
     )
     print(markdown)
-    print(f"\n{len(rows)} trial records; machine: {report['machine']}; written to {args.out}")
+    print(f"\n{len(rows)} trial records, trained on {describe_machines(report)}; written to {args.out}")
     for row in rows:
         if not row["complete"]:
             reached = row["env_steps"][-1] if row["env_steps"] else 0

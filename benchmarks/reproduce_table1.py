@@ -36,6 +36,7 @@ from benchmarks.tune_grid import (
     check_grid_args,
     count_incomplete,
     csv_choices,
+    describe_machines,
     experiment_for_trial,
     load_records,
     run_grid,
@@ -262,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
         lambda path: plot(rows, args.tasks, args.cores, path),
     )  # fmt: skip
     print(table)
-    print(f"\n{len(rows)} trial records ({report['machine']}); written to {args.out}")
+    print(f"\n{len(rows)} trial records, trained on {describe_machines(report)}; written to {args.out}")
     expected = len(args.seed_list) * len(args.tasks) * len(args.cores)
     return 1 if count_incomplete(rows, expected, args.trials_dir) else 0
 

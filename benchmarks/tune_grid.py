@@ -32,6 +32,8 @@ from typing import TYPE_CHECKING, Any
 
 from ray.tune import Callback
 
+from benchmarks.machine import machine_description
+
 # ``result[k0][k1]...``, or None where a level is missing (evaluation runs only some iterations).
 from rllib_grsn.sweep.search_space import get_path as nested
 
@@ -158,7 +160,8 @@ def train_recorded(
     the env steps so far and each series' value (NaN where the result lacks it, e.g. an iteration
     without evaluation), calls ``after_iteration(algo, record, result)``, then sets ``complete``
     and ``wall_s`` (build time included) and writes the file. Tune gets the latest values too.
-    ``torch_threads`` is recorded beside ``wall_s``, which means little without it.
+    ``torch_threads`` and ``machines`` (the CPU and core count of each run of the trial) are recorded
+    beside ``wall_s``, which means little without them.
 
     With ``checkpoint_every`` > 0 env steps, the algorithm is also checkpointed (:func:`checkpoint_dir`)
     each time the env steps pass the next multiple of it. A trial that finds a checkpoint of
@@ -176,6 +179,8 @@ def train_recorded(
         record.update(resume[1])
         record["resumed_at_env_steps"] = [*record.get("resumed_at_env_steps", []), record["env_steps"][-1]]
     record["torch_threads"] = torch.get_num_threads()
+    # The CPU it trained on, for the same reason; a resumed trial may go on on another machine.
+    record["machines"] = list(dict.fromkeys([*record.get("machines", []), machine_description()]))
 
     start = time.time() - float(record.get("wall_s") or 0.0)
     algo = experiment.algo_config.build_algo()
@@ -403,15 +408,21 @@ def write_report(
     rows: list[dict[str, Any]],
     plot: Callable[[Path], None],
 ) -> dict[str, Any]:
-    """Writes ``--out`` (the machine, the command and ``report``, then every record) and its figure.
+    """Writes ``--out`` (the machines, the command and ``report``, then every record) and its figure.
 
-    The machine and the exact command go first because a number is only comparable with others
-    measured on the same CPU with the same options.
+    The machines and the exact command go first because a number is only comparable with others
+    measured on the same CPU with the same options. ``machine`` is where the report was written;
+    ``trial_machines`` counts the records by the machines they trained on (a grid that ran over
+    several sessions may have run on several).
     """
-    from benchmarks.machine import machine_description
-
     command = " ".join([f"python -m {module}", *(sys.argv[1:] if argv is None else argv)])
-    report = {"machine": machine_description(), "command": command, **report, "trials": rows}
+    report = {
+        "machine": machine_description(),
+        "trial_machines": trial_machines(rows),
+        "command": command,
+        **report,
+        "trials": rows,
+    }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=1))
     if rows:
@@ -420,6 +431,21 @@ def write_report(
         except ImportError:
             print("matplotlib is not installed (pip install -e .[bench]); no plot written")
     return report
+
+
+def trial_machines(rows: list[dict[str, Any]]) -> dict[str, int]:
+    """How many records trained on each machine; a record written before records named their
+    machine counts as ``"not recorded"``, and one that ran on several names them joined by ``" + "``."""
+    counts: dict[str, int] = {}
+    for row in rows:
+        name = " + ".join(row.get("machines") or ["not recorded"])
+        counts[name] = counts.get(name, 0) + 1
+    return counts
+
+
+def describe_machines(report: dict[str, Any]) -> str:
+    """``trial_machines`` of a report in words: ``"<machine> (n records), ..."``."""
+    return ", ".join(f"{name} ({n})" for name, n in report["trial_machines"].items()) or "no machine"
 
 
 def count_incomplete(rows: list[dict[str, Any]], expected: int, trials_dir: Path) -> int:

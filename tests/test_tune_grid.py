@@ -9,16 +9,19 @@ from types import SimpleNamespace
 
 import pytest
 
+from benchmarks.machine import machine_description
 from benchmarks.tune_grid import (
     CHECKPOINT_RECORD,
     REPO,
     TrialProgress,
     _resumable,
     checkpoint_dir,
+    describe_machines,
     experiment_for_trial,
     remove_checkpoint,
     saved_checkpoint,
     train_recorded,
+    trial_machines,
 )
 
 
@@ -31,6 +34,22 @@ def test_progress_line_reports_the_trials_own_time_apart_from_the_grids(capsys):
     progress.on_trial_complete(0, [], trial)
     line = capsys.readouterr().out.strip()
     assert line.startswith("[1/17] pendulum_p seed 1 (trial 4002 s, grid 745")
+
+
+def test_the_report_counts_records_by_the_machines_they_trained_on_not_by_its_own():
+    rows = [
+        {"machines": ["AMD EPYC 7B13, 2 cores"]},
+        {"machines": ["AMD EPYC 7B13, 2 cores"]},
+        {"machines": ["AMD EPYC 7B13, 2 cores", "Intel(R) Xeon(R) Processor, 2 cores"]},  # resumed elsewhere
+        {"seed": 0},  # written before records named their machine
+    ]
+    counts = trial_machines(rows)
+    assert counts == {
+        "AMD EPYC 7B13, 2 cores": 2,
+        "AMD EPYC 7B13, 2 cores + Intel(R) Xeon(R) Processor, 2 cores": 1,
+        "not recorded": 1,
+    }
+    assert describe_machines({"trial_machines": counts}).startswith("AMD EPYC 7B13, 2 cores (2), AMD")
 
 
 def _fake_checkpoint(directory, record):
@@ -104,5 +123,6 @@ def test_an_interrupted_trial_resumes_from_its_checkpoint_not_from_zero(ray_sess
     assert at < resumed <= at + 300
     assert second["complete"] and second["env_steps"][-1] >= 600
     assert second["wall_s"] >= saved["wall_s"]  # the first run's time still counts
+    assert second["machines"] == [machine_description()]  # both runs on this machine: named once
     assert json.loads(path.read_text()) == second
     assert saved_checkpoint(path) is None  # a complete trial keeps no checkpoint
