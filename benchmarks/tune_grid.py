@@ -179,7 +179,7 @@ def train_recorded(
         record.update(resume[1])
         record["resumed_at_env_steps"] = [*record.get("resumed_at_env_steps", []), record["env_steps"][-1]]
     record["torch_threads"] = torch.get_num_threads()
-    # The CPU it trained on, for the same reason; a resumed trial may go on on another machine.
+    # Appended, not set: a resumed trial may go on on another machine.
     record["machines"] = list(dict.fromkeys([*record.get("machines", []), machine_description()]))
 
     start = time.time() - float(record.get("wall_s") or 0.0)
@@ -444,7 +444,7 @@ def trial_machines(rows: list[dict[str, Any]]) -> dict[str, int]:
 
 
 def describe_machines(report: dict[str, Any]) -> str:
-    """``trial_machines`` of a report in words: ``"<machine> (n records), ..."``."""
+    """``trial_machines`` of a report in words: ``"<machine> (number of records), ..."``."""
     return ", ".join(f"{name} ({n})" for name, n in report["trial_machines"].items()) or "no machine"
 
 
