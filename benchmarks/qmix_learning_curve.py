@@ -20,8 +20,9 @@ As with reproduce_table1.py (machinery in tune_grid.py), every trial writes its 
 iteration to ``<out>_trials*/``; running the same command again skips complete trials and
 restarts unfinished ones, and ``--report-only`` rebuilds the outputs from the records: a markdown
 table (test win rate mean +- std over seeds at four env-step marks, each seed's first env step at
-the target win rate), the JSON report (``--out``) and a figure next to it (``.png``: mean over
-seeds with a min-max band per core).
+the target win rate, the final win rate over every test in the last tenth of the budget), the
+JSON report (``--out``) and a figure next to it (``.png``: mean over seeds with a min-max band
+per core).
 """
 
 from __future__ import annotations
@@ -65,6 +66,10 @@ EVAL_INTERVAL, EVAL_EPISODES = 5, 32
 SMOKE_EVAL_INTERVAL, SMOKE_EVAL_EPISODES = 1, 8
 TARGET_WIN_RATE = 0.9
 MARK_FRACTIONS = (0.125, 0.25, 0.5, 1.0)  # of --steps: 250k, 500k, 1M and 2M for issue #4
+# The final win rate pools every test in the last tenth of the budget (1.8M-2M: ~20 tests, ~640
+# battles): one test of 32 battles has a binomial std of ~5 points at 90%, and consecutive tests
+# swing by 10-30 points, so a single final test says little about where a trial ended.
+FINAL_FRACTION = 0.1
 DEFAULT_OUT = REPO / "benchmarks" / "results" / "qmix_learning_curve_{map}.json"
 # Record list -> metric of rllib_grsn.tracking.team_metrics in the greedy test episodes.
 TEST_SERIES = {"test_win_rates": "win_rate", "test_team_returns": "team_return_mean"}
@@ -121,10 +126,20 @@ def train_trial(config: dict[str, Any]) -> None:
 
 
 def _after_iteration(algo: Any, record: dict[str, Any], result: dict[str, Any]) -> None:
-    """Records the backend that ran and, at the budget, tests the final agents if the last
-    iteration did not (evaluation runs every ``eval_interval`` iterations only)."""
+    """Records the backend that ran, drops RLlib's copy of the previous iteration's test and, at the
+    budget, tests the final agents if the last iteration did not (evaluation runs every
+    ``eval_interval`` iterations only).
+
+    RLlib 2.60's ``Algorithm.evaluate`` peeks its results from the metrics logger without reducing
+    them, so the next iteration's result repeats that test under ``evaluation``: without this, every
+    test would be recorded twice and a budget right after a test would get the stale copy instead of
+    a test of the final agents.
+    """
     if result.get("backend"):
         record["backend"] = result["backend"]
+    if not is_test_iteration(int(result["training_iteration"]), record["eval_interval"]):
+        for key in TEST_SERIES:
+            record[key][-1] = math.nan
     if record["env_steps"][-1] < record["target_env_steps"] or not math.isnan(record["test_win_rates"][-1]):
         return
     runners = nested(algo.evaluate(), ("env_runners",)) or {}  # evaluate() returns result["evaluation"]
@@ -134,9 +149,8 @@ def _after_iteration(algo: Any, record: dict[str, Any], result: dict[str, Any]) 
 
 
 def _describe(cell: dict[str, Any], last_result: dict[str, Any]) -> str:
-    win_rate = last_result.get("test_win_rates", float("nan"))
-    steps = last_result.get("env_steps", 0)
-    return f"{cell['core']} seed {cell['seed']}: test win rate {100 * win_rate:.1f}% at {steps} env steps"
+    win_rate = last_result.get("test_win_rates", float("nan"))  # the budget's test once done
+    return f"{cell['core']} seed {cell['seed']}: latest test win rate {100 * win_rate:.1f}%"
 
 
 def train_grid(args: argparse.Namespace) -> None:
@@ -183,12 +197,25 @@ def format_steps(steps: float) -> str:
     return f"{steps:.0f}"
 
 
+def is_test_iteration(iteration: int, eval_interval: int) -> bool:
+    """Whether RLlib runs the greedy test in training iteration ``iteration`` (1-based)."""
+    return iteration % eval_interval == 0
+
+
 def evaluations(record: dict[str, Any], key: str = "test_win_rates") -> list[tuple[int, float]]:
-    """(env steps, test win rate, or the test's ``key``) of every iteration that ran a test."""
+    """(env steps, test win rate, or the test's ``key``) of every test the trial ran: the test
+    iterations' and the budget's (the last iteration's).
+
+    Records written before :func:`_after_iteration` dropped RLlib's repeated results also hold a
+    copy of every test in the iteration after it; only their last entry may be one (it stands for
+    the budget's test, one iteration late).
+    """
+    interval = int(record.get("eval_interval") or 1)
+    last = len(record["env_steps"]) - 1
     return [
         (step, value)
-        for step, value in zip(record["env_steps"], record[key], strict=True)
-        if value is not None and not math.isnan(value)
+        for i, (step, value) in enumerate(zip(record["env_steps"], record[key], strict=True))
+        if (is_test_iteration(i + 1, interval) or i == last) and value is not None and not math.isnan(value)
     ]
 
 
@@ -207,6 +234,16 @@ def first_reaching(record: dict[str, Any], target: float) -> int | None:
     return next((step for step, rate in evaluations(record) if rate >= target), None)
 
 
+def final_win_rate(record: dict[str, Any], budget: int, fraction: float = FINAL_FRACTION) -> float | None:
+    """Mean test win rate of the tests at or after ``(1 - fraction) * budget`` env steps (None: none).
+
+    Every test has the same number of episodes, so this is the win rate over all their battles.
+    """
+    start = (1 - fraction) * budget
+    rates = [rate for step, rate in evaluations(record) if step >= start]
+    return float(np.mean(rates)) if rates else None
+
+
 def env_title(rows: list[dict[str, Any]], map_name: str, requested: str) -> str:
     """'SMAX 8m' from the backends that actually ran (the requested one while nothing has run)."""
     backends = sorted({r.get("backend") or r["backend_requested"] for r in rows}) or [requested]
@@ -217,19 +254,23 @@ def summarise(
     rows: list[dict[str, Any]], cores: tuple[str, ...], marks: list[int], target: float
 ) -> dict[str, Any]:
     """Per core, over its complete trials: test win rate mean/std/min/max at each mark, each seed's
-    first env step at ``target``, the test team return at the budget (it shows learning before the
-    first wins do) and the wall time (the JSON summary; the table is drawn from it)."""
+    first env step at ``target``, the final win rate (:func:`final_win_rate`) and how many seeds
+    end at or above ``target`` by it, the test team return at the budget (it shows learning before
+    the first wins do) and the wall time (the JSON summary; the table is drawn from it)."""
     summary: dict[str, Any] = {}
     for core in cores:
         done = sorted((r for r in rows if r["core"] == core and r["complete"]), key=lambda r: r["seed"])
         at = {str(mark): _stats([win_rate_at(r, mark) for r in done]) for mark in marks}
         reached = {str(r["seed"]): first_reaching(r, target) for r in done}
+        final = {str(r["seed"]): final_win_rate(r, marks[-1]) for r in done}
         summary[core] = {
             "n_seeds": len(done),
             "seeds": [r["seed"] for r in done],
             "win_rate_at": at,
             "first_env_steps_at_target": reached,
             "seeds_reaching_target": sum(step is not None for step in reached.values()),
+            "final_win_rate": {**_stats(list(final.values())), "per_seed": final},
+            "seeds_final_at_target": sum(rate is not None and rate >= target for rate in final.values()),
             "team_return_at_budget": _stats([win_rate_at(r, marks[-1], "test_team_returns") for r in done]),
             "wall_s_mean": float(np.mean([r["wall_s"] for r in done])) if done else None,
         }
@@ -252,10 +293,14 @@ def _stats(values: list[float | None]) -> dict[str, Any]:
 
 def table(summary: dict[str, Any], env: str, marks: list[int], target: float) -> str:
     """Markdown: one row per core, test win rate mean +- std (%) at each mark, the first env step
-    at the target per seed, the test team return at the budget, the number of seeds and minutes
-    per trial."""
+    at the target per seed, the final win rate (mean +- std, and the seeds at the target by it),
+    the test team return at the budget, the number of seeds and minutes per trial."""
+    budget = marks[-1]
+    final_from = format_steps((1 - FINAL_FRACTION) * budget)
     header = [f"{env}: test win rate at", *(format_steps(m) for m in marks)]
-    header += [f"first test >= {100 * target:g}% (per seed)", f"team return at {format_steps(marks[-1])}"]
+    header += [f"first test >= {100 * target:g}% (per seed)"]
+    header += [f"final: all tests from {final_from} (seeds >= {100 * target:g}%)"]
+    header += [f"team return at {format_steps(budget)}"]
     header += ["seeds", "min/trial"]
     lines = ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
     for core, row in summary.items():
@@ -272,6 +317,13 @@ def table(summary: dict[str, Any], env: str, marks: list[int], target: float) ->
                 for seed, step in reached.items()
             )
             or "n/a"
+        )
+        final = row["final_win_rate"]
+        cells.append(
+            "n/a"
+            if final["mean"] is None
+            else f"{100 * final['mean']:.1f} ± {100 * final['std']:.1f}% "
+            f"({row['seeds_final_at_target']}/{final['n']})"
         )
         ret = row["team_return_at_budget"]
         cells.append("n/a" if ret["mean"] is None else f"{ret['mean']:.2f} ± {ret['std']:.2f}")
@@ -460,7 +512,9 @@ def main(argv: list[str] | None = None) -> int:
         if not row["complete"]:
             reached = row["env_steps"][-1] if row["env_steps"] else 0
             where = f"{reached} of {row['target_env_steps']} env steps"
-            print(f"unfinished: {row['core']} seed {row['seed']} at {where}")
+            tests = evaluations(row)
+            last = f", last test {100 * tests[-1][1]:.1f}% at {tests[-1][0]}" if tests else ""
+            print(f"unfinished: {row['core']} seed {row['seed']} at {where}{last}")
     expected = len(args.seed_list) * len(args.cores)
     return 1 if count_incomplete(rows, expected, args.trials_dir) else 0
 

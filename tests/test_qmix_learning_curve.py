@@ -64,6 +64,60 @@ def test_first_env_step_at_the_target_win_rate():
     assert harness.first_reaching(ROWS[2], 0.9) == 1_000_300  # reached once, then lost: still counts
 
 
+def test_only_test_iterations_and_the_budget_count_as_tests():
+    # As the harness recorded before it dropped RLlib's repeats: each test (iterations 2 and 4, every
+    # 2nd) again in the next iteration, and the last iteration (5) holding the copy of iteration 4's.
+    legacy = dict(record("grsn", 0, [10, 20, 30, 40, 50], [NAN, 0.5, 0.5, 0.75, 0.75]), eval_interval=2)
+    assert harness.evaluations(legacy) == [(20, 0.5), (40, 0.75), (50, 0.75)]
+    assert harness.first_reaching(legacy, 0.6) == 40
+    assert harness.final_win_rate(legacy, 50, fraction=0.5) == pytest.approx(0.75)
+
+
+class _FakeAlgo:
+    """What _after_iteration uses of an Algorithm: evaluate() runs a fresh greedy test."""
+
+    def __init__(self) -> None:
+        self.evaluations = 0
+
+    def evaluate(self) -> dict:
+        self.evaluations += 1
+        return {"env_runners": {"win_rate": 0.25, "team_return_mean": 1.0}}
+
+
+def _iteration(record_: dict, iteration: int, env_steps: int, win_rate: float) -> dict:
+    """One iteration as train_recorded appends it: the result's test (or RLlib's repeat of one)."""
+    record_["env_steps"].append(env_steps)
+    record_["test_win_rates"].append(win_rate)
+    record_["test_team_returns"].append(2 * win_rate)
+    return {"training_iteration": iteration, "backend": "smax"}
+
+
+def test_after_iteration_drops_rllibs_repeated_test_and_tests_at_the_budget():
+    trial = dict(record("grsn", 0, [], []), target_env_steps=5000, eval_interval=2)
+    algo = _FakeAlgo()
+    for iteration, win_rate in [(1, NAN), (2, 0.5), (3, 0.5)]:  # iteration 3 repeats iteration 2's test
+        harness._after_iteration(algo, trial, _iteration(trial, iteration, 1000 * iteration, win_rate))
+    first, second, third = trial["test_win_rates"]
+    assert math.isnan(first) and second == 0.5 and math.isnan(third)
+    assert math.isnan(trial["test_team_returns"][2])
+    assert algo.evaluations == 0  # before the budget nothing is tested outside the test iterations
+    # The budget (iteration 5) comes right after a test: its repeat is replaced by a test of the final agents.
+    harness._after_iteration(algo, trial, _iteration(trial, 4, 4000, 0.75))
+    harness._after_iteration(algo, trial, _iteration(trial, 5, 5000, 0.75))
+    assert algo.evaluations == 1
+    assert harness.evaluations(trial) == [(2000, 0.5), (4000, 0.75), (5000, 0.25)]
+    assert trial["test_team_returns"][-1] == 1.0 and trial["backend"] == "smax"
+
+
+def test_final_win_rate_pools_every_test_in_the_last_tenth_of_the_budget():
+    steps = [1_700_000, 1_790_000, 1_800_400, 1_850_000, 1_900_000, 2_000_700]
+    rates = [1.0, 1.0, 0.75, NAN, 0.875, 1.0]  # 1.7M and 1.79M are before 1.8M; 1.85M ran no test
+    trial = record("grsn", 0, steps, rates)
+    assert harness.final_win_rate(trial, 2_000_000) == pytest.approx(0.875)
+    assert harness.final_win_rate(trial, 2_000_000, fraction=0.2) == pytest.approx(0.925)
+    assert harness.final_win_rate(record("grsn", 0, steps[:2], rates[:2]), 2_000_000) is None
+
+
 def test_summary_is_mean_std_min_max_over_complete_seeds():
     marks = harness.marks_for(2_000_000)
     summary = harness.summarise(ROWS, ("grsn", "gru", "lif"), marks, 0.9)
@@ -74,6 +128,10 @@ def test_summary_is_mean_std_min_max_over_complete_seeds():
     assert at_1m["std"] == pytest.approx(0.0625) and (at_1m["min"], at_1m["max"]) == (0.75, 0.875)
     assert grsn["first_env_steps_at_target"] == {"0": 1_500_000, "1": None}
     assert grsn["seeds_reaching_target"] == 1
+    final = grsn["final_win_rate"]
+    assert final["per_seed"] == {"0": 1.0, "1": 0.8125}
+    assert final["mean"] == pytest.approx(0.90625) and final["std"] == pytest.approx(0.09375)
+    assert grsn["seeds_final_at_target"] == 1  # seed 1 ends at 81%
     assert grsn["team_return_at_budget"]["mean"] == pytest.approx(20 * 0.90625)
     assert summary["gru"]["n_seeds"] == 1  # seed 1 is unfinished
     assert summary["lif"] == {
@@ -82,6 +140,8 @@ def test_summary_is_mean_std_min_max_over_complete_seeds():
         "win_rate_at": {str(m): {"n": 0, "mean": None, "std": None, "min": None, "max": None} for m in marks},
         "first_env_steps_at_target": {},
         "seeds_reaching_target": 0,
+        "final_win_rate": {"n": 0, "mean": None, "std": None, "min": None, "max": None, "per_seed": {}},
+        "seeds_final_at_target": 0,
         "team_return_at_budget": {"n": 0, "mean": None, "std": None, "min": None, "max": None},
         "wall_s_mean": None,
     }
@@ -96,13 +156,14 @@ def test_table_names_smax_and_shows_percentages_and_the_threshold_per_seed():
     lines = text.splitlines()
     assert lines[0] == (
         "| SMAX 8m: test win rate at | 250k | 500k | 1M | 2M | first test >= 90% (per seed) "
-        "| team return at 2M | seeds | min/trial |"
+        "| final: all tests from 1.8M (seeds >= 90%) | team return at 2M | seeds | min/trial |"
     )
     assert lines[2] == (
         "| QMIX-GRSN | 37.5 ± 12.5% | 62.5 ± 12.5% | 81.2 ± 6.2% | 90.6 ± 9.4% "
-        "| s0 1.5M, s1 not reached | 18.12 ± 1.88 | 2 | 10.0 |"
+        "| s0 1.5M, s1 not reached | 90.6 ± 9.4% (1/2) | 18.12 ± 1.88 | 2 | 10.0 |"
     )
-    assert lines[3].startswith("| QMIX-GRU | 0.0 ± 0.0% |") and "| s0 1M | 10.00 ± 0.00 | 1 |" in lines[3]
+    assert lines[3].startswith("| QMIX-GRU | 0.0 ± 0.0% |")
+    assert "| s0 1M | 50.0 ± 0.0% (0/1) | 10.00 ± 0.00 | 1 |" in lines[3]
     assert "SMAC" not in text
 
 
