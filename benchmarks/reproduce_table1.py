@@ -109,8 +109,8 @@ def _final_eval_return(algo: Any, record: dict[str, Any], result: dict[str, Any]
 
 
 def _describe(cell: dict[str, Any], last_result: dict[str, Any]) -> str:
-    final = last_result.get("eval_returns", float("nan"))
-    return f"{cell['task']} {cell['core']} seed {cell['seed']}: final eval return {final:.1f}"
+    latest = last_result.get("eval_returns", float("nan"))  # the final one once the trial is done
+    return f"{cell['task']} {cell['core']} seed {cell['seed']}: eval return {latest:.1f}"
 
 
 def train_grid(args: argparse.Namespace) -> None:

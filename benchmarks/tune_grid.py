@@ -12,7 +12,8 @@ need the same things, and they are kept here so that a fix reaches both:
 - with ``--checkpoint-every`` a trial also saves an Algorithm checkpoint (weights, optimisers, replay
   where the algorithm stores it, counters) beside its record, and an interrupted trial resumes from
   it instead of from zero (:func:`checkpoint_dir`);
-- one line per finished trial (:class:`TrialProgress`), since a full grid runs for hours;
+- a line per running trial every 10 minutes and one per finished trial (:class:`TrialProgress`),
+  since a full grid runs for hours;
 - the same command-line options, parsed the same way (:func:`add_grid_options`,
   :func:`check_grid_args`, :func:`csv_choices`, :func:`json_object`), and the same report file
   (:func:`train_and_collect`, :func:`write_report`).
@@ -205,7 +206,7 @@ def train_recorded(
             if checkpoint_due and record["env_steps"][-1] // checkpoint_every > before // checkpoint_every:
                 _save_checkpoint(algo, record, path)
             latest = {key: record[key][-1] for key in ("env_steps", *series)}
-            tune.report({**latest, "wall_s": record["wall_s"]})
+            tune.report({**latest, "wall_s": record["wall_s"], "target_env_steps": steps})
     finally:
         algo.stop()
     if record["complete"]:
@@ -213,24 +214,68 @@ def train_recorded(
 
 
 class TrialProgress(Callback):
-    """One line per finished trial: the count, ``describe(cell, last_result)``, then the trial's own
+    """Progress of a grid that runs for hours: a line per running trial every ``every_s`` seconds,
+    and a line per finished trial.
+
+    A finished trial's line has the count, ``describe(cell, last_result)``, then the trial's own
     training time and the time since the grid started. Both are shown because with several trials at
     once the grid's clock says nothing about one trial's cost. The trial's time is its record's
-    ``wall_s`` (earlier runs of a resumed trial included), or Tune's ``time_total_s`` without one."""
+    ``wall_s`` (earlier runs of a resumed trial included), or Tune's ``time_total_s`` without one.
 
-    def __init__(self, total: int, describe: Callable[[dict[str, Any], dict[str, Any]], str]) -> None:
+    A running trial's line has ``describe`` of its latest values (a NaN, e.g. an iteration without
+    a test, keeps the value before it), its env steps of ``target_env_steps``, its env steps/s since
+    this grid started it, and the time left at that rate.
+    """
+
+    def __init__(
+        self,
+        total: int,
+        describe: Callable[[dict[str, Any], dict[str, Any]], str],
+        every_s: float = 600.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.total = total
         self.describe = describe
+        self.every_s = every_s
+        self.clock = clock
         self.done = 0
-        self.start = time.time()
+        self.start = clock()
+        # Per trial id: the latest non-NaN value of each result key, and when and at which env
+        # steps the trial first reported in this grid (a resumed trial starts past zero).
+        self._latest: dict[str, dict[str, Any]] = {}
+        self._first: dict[str, tuple[float, int]] = {}
+        self._printed: dict[str, float] = {}
+
+    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+        latest = self._latest.setdefault(trial.trial_id, {})
+        latest.update({k: v for k, v in result.items() if not (isinstance(v, float) and v != v)})
+        now, steps = self.clock(), int(result.get("env_steps", 0))
+        first_s, first_steps = self._first.setdefault(trial.trial_id, (now, steps))
+        if now - self._printed.get(trial.trial_id, first_s) < self.every_s:
+            return
+        self._printed[trial.trial_id] = now
+        rate = (steps - first_steps) / (now - first_s)
+        target = int(result.get("target_env_steps", 0))
+        left = f", about {_duration((target - steps) / rate)} left" if rate > 0 and target > steps else ""
+        print(
+            f"  {self.describe(trial.config['cell'], latest)} [{steps:,} of {target:,} env steps, "
+            f"{rate:.0f} env steps/s{left}]",
+            flush=True,
+        )
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self.done += 1
         line = self.describe(trial.config["cell"], trial.last_result or {})
         last = trial.last_result or {}
         trial_s = last.get("wall_s", last.get("time_total_s", float("nan")))
-        grid_s = time.time() - self.start
+        grid_s = self.clock() - self.start
         print(f"[{self.done}/{self.total}] {line} (trial {trial_s:.0f} s, grid {grid_s:.0f} s)", flush=True)
+
+
+def _duration(seconds: float) -> str:
+    """4980 -> '1h23m', 300 -> '5m': a time left as a person reads it."""
+    minutes = round(seconds / 60)
+    return f"{minutes // 60}h{minutes % 60:02d}m" if minutes >= 60 else f"{minutes}m"
 
 
 def run_grid(

@@ -36,6 +36,31 @@ def test_progress_line_reports_the_trials_own_time_apart_from_the_grids(capsys):
     assert line.startswith("[1/17] pendulum_p seed 1 (trial 4002 s, grid 745")
 
 
+def test_running_trials_report_their_latest_test_rate_and_time_left_every_interval(capsys):
+    clock = [1000.0]
+    progress = TrialProgress(
+        6,
+        lambda cell, result: f"grsn seed {cell['seed']}: {result['win']:.2f}",
+        every_s=600,
+        clock=lambda: clock[0],
+    )
+    trial = SimpleNamespace(trial_id="a1", config={"cell": {"seed": 0}})
+
+    def report(at_s: float, env_steps: int, win: float) -> str:
+        clock[0] = at_s
+        result = {"env_steps": env_steps, "win": win, "target_env_steps": 2_000_000}
+        progress.on_trial_result(0, [], trial, result)
+        return capsys.readouterr().out
+
+    assert report(1000.0, 50_000, 0.25) == ""  # the first result only starts the trial's clock
+    assert report(1300.0, 110_000, float("nan")) == ""  # within the interval
+    # 600 s on: the last test's 0.25 stands for the NaN of a result without one; 200 env steps/s.
+    line = report(1600.0, 170_000, float("nan"))
+    assert line == "  grsn seed 0: 0.25 [170,000 of 2,000,000 env steps, 200 env steps/s, about 2h32m left]\n"
+    assert report(1900.0, 230_000, 0.5) == ""  # the next line is due 600 s after the last one
+    assert "seed 0: 0.50 [290,000 of" in report(2200.0, 290_000, 0.5)
+
+
 def test_the_report_counts_records_by_the_machines_they_trained_on_not_by_its_own():
     rows = [
         {"machines": ["AMD EPYC 7B13, 2 cores"]},
