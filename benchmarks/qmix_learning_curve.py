@@ -126,20 +126,12 @@ def train_trial(config: dict[str, Any]) -> None:
 
 
 def _after_iteration(algo: Any, record: dict[str, Any], result: dict[str, Any]) -> None:
-    """Records the backend that ran, drops RLlib's copy of the previous iteration's test and, at the
-    budget, tests the final agents if the last iteration did not (evaluation runs every
-    ``eval_interval`` iterations only).
-
-    RLlib 2.60's ``Algorithm.evaluate`` peeks its results from the metrics logger without reducing
-    them, so the next iteration's result repeats that test under ``evaluation``: without this, every
-    test would be recorded twice and a budget right after a test would get the stale copy instead of
-    a test of the final agents.
-    """
+    """Records the backend that ran and, at the budget, tests the final agents if the last
+    iteration did not (evaluation runs every ``eval_interval`` iterations only; the experiment's
+    :class:`~rllib_grsn.tracking.stale_evaluation.DropStaleEvaluation` keeps RLlib's repeat of the
+    test before out of the iterations in between)."""
     if result.get("backend"):
         record["backend"] = result["backend"]
-    if not is_test_iteration(int(result["training_iteration"]), record["eval_interval"]):
-        for key in TEST_SERIES:
-            record[key][-1] = math.nan
     if record["env_steps"][-1] < record["target_env_steps"] or not math.isnan(record["test_win_rates"][-1]):
         return
     runners = nested(algo.evaluate(), ("env_runners",)) or {}  # evaluate() returns result["evaluation"]
@@ -197,25 +189,20 @@ def format_steps(steps: float) -> str:
     return f"{steps:.0f}"
 
 
-def is_test_iteration(iteration: int, eval_interval: int) -> bool:
-    """Whether RLlib runs the greedy test in training iteration ``iteration`` (1-based)."""
-    return iteration % eval_interval == 0
-
-
 def evaluations(record: dict[str, Any], key: str = "test_win_rates") -> list[tuple[int, float]]:
     """(env steps, test win rate, or the test's ``key``) of every test the trial ran: the test
     iterations' and the budget's (the last iteration's).
 
-    Records written before :func:`_after_iteration` dropped RLlib's repeated results also hold a
-    copy of every test in the iteration after it; only their last entry may be one (it stands for
-    the budget's test, one iteration late).
+    Records written before runs dropped RLlib's repeated test results (``DropStaleEvaluation``)
+    also hold a copy of every test in the iteration after it; only their last entry may be one (it
+    stands for the budget's test, one iteration late).
     """
     interval = int(record.get("eval_interval") or 1)
     last = len(record["env_steps"]) - 1
     return [
         (step, value)
         for i, (step, value) in enumerate(zip(record["env_steps"], record[key], strict=True))
-        if (is_test_iteration(i + 1, interval) or i == last) and value is not None and not math.isnan(value)
+        if ((i + 1) % interval == 0 or i == last) and value is not None and not math.isnan(value)
     ]
 
 

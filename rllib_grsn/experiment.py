@@ -44,6 +44,7 @@ from rllib_grsn.sweep.search_space import (
 )
 from rllib_grsn.sweep.settings import TuneSettings, parse_tune_settings
 from rllib_grsn.tracking.energy_metrics import EnergyMetricsCallback
+from rllib_grsn.tracking.stale_evaluation import DropStaleEvaluation
 
 EXPERIMENT_KEYS = (
     "env",
@@ -308,6 +309,8 @@ def build_experiment(
     if isinstance(raw_config.get("model_config"), dict) and "core" in raw_config["model_config"]:
         # Our modules have energy adapters: every evaluation logs the energy per decision.
         add_callbacks(algo_config, EnergyMetricsCallback)
+    # RLlib repeats each test's results in the next iteration's; every run reports a test once.
+    add_callbacks(algo_config, DropStaleEvaluation)
     # Last, so it checks what every other callback left: a NaN loss or weight ends the trial.
     add_callbacks(algo_config, DivergenceGuard)
     return Experiment(

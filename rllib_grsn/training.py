@@ -15,9 +15,16 @@ from ray import tune
 
 from rllib_grsn.experiment import Experiment
 from rllib_grsn.sweep.search_space import param_space
-from rllib_grsn.sweep.summary import group_rows, metric_column, print_summary, trial_rows, write_summary
+from rllib_grsn.sweep.summary import (
+    group_rows,
+    last_reported,
+    metric_column,
+    print_summary,
+    trial_rows,
+    write_summary,
+)
 from rllib_grsn.tracking.mlflow_tracking import MLflowTracking, ui_command
-from rllib_grsn.tracking.progress import ProgressPrinter, result_summary
+from rllib_grsn.tracking.progress import EVAL_WIN_RATE_KEY, ProgressPrinter, result_summary
 
 
 @dataclass
@@ -146,10 +153,14 @@ def run_experiment(
         if checkpoint:
             print(f"{exp.name}: its latest checkpoint, saved before the failure: {checkpoint}")
     ret = "n/a" if summary["return"] is None else f"{summary['return']:.2f}"
-    wins = ""
-    for key, label in (("win_rate", "win rate"), ("eval_win_rate", "test win rate")):
-        if summary[key] is not None:
-            wins += f", {label} {100 * summary[key]:.1f}%"
+    wins = "" if summary["win_rate"] is None else f", win rate {100 * summary['win_rate']:.1f}%"
+    if summary["eval_win_rate"] is not None:
+        wins += f", test win rate {100 * summary['eval_win_rate']:.1f}%"
+    elif last is not None:
+        # The last iteration ran no test (evaluation_interval > 1): name the latest one instead.
+        latest = last_reported(last.metrics_dataframe, EVAL_WIN_RATE_KEY)
+        if latest is not None:
+            wins += f", latest test win rate {100 * latest:.1f}%"
     backend = f" (backend {metrics['backend']})" if metrics.get("backend") else ""
     print(
         f"{exp.name}: {'failed' if failed else 'done'} after {summary['iteration']} iterations, "

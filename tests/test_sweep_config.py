@@ -20,7 +20,7 @@ from rllib_grsn.sweep.search_space import (
     split_search_space,
 )
 from rllib_grsn.sweep.settings import parse_tune_settings
-from rllib_grsn.sweep.summary import TrialRow, group_rows, last_values, summary_table
+from rllib_grsn.sweep.summary import TrialRow, group_rows, last_reported, last_values, summary_table
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -227,6 +227,10 @@ def test_last_values_take_the_last_reported_value_of_each_column():
     )
     values = last_values(history)
     assert values == {"return": 3.0, "eval return": 9.0, "eval win rate %": 25.0, "energy KpJ/decision": 2.0}
+    # What the single-run "done" line names when the last iteration ran no test.
+    assert last_reported(history, "evaluation/env_runners/win_rate") == 0.25
+    assert last_reported(history, "evaluation/env_runners/missing") is None
+    assert last_reported(None, "evaluation/env_runners/win_rate") is None
 
 
 def test_search_space_values_are_checked_with_the_env_and_stop_as_overridden(write):

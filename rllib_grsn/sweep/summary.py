@@ -69,6 +69,17 @@ def metric_column(metric_key: str | None) -> str | None:
     return next((c for c, keys in COLUMNS.items() if metric_key in keys), metric_key)
 
 
+def last_reported(history: Any, key: str) -> float | None:
+    """The last value that ``key`` (a "/"-separated result key) took in a trial's metrics history (a
+    pandas DataFrame, or None), or None when no iteration reported it (e.g. evaluation metrics of
+    a run whose iterations did not test)."""
+    if history is None or key not in getattr(history, "columns", ()):
+        return None
+    series = history[key].dropna()
+    value = series.iloc[-1] if len(series) else None
+    return float(value) if isinstance(value, int | float | np.number) else None
+
+
 def last_values(
     history: Any, fallback: dict[str, Any] | None = None, metric_key: str | None = None
 ) -> dict[str, float]:
@@ -83,8 +94,7 @@ def last_values(
         for key in keys:
             value = None
             if history is not None and key in getattr(history, "columns", ()):
-                series = history[key].dropna()
-                value = series.iloc[-1] if len(series) else None
+                value = last_reported(history, key)
             elif fallback is not None:
                 value = fallback.get(key)
             if isinstance(value, int | float | np.number) and math.isfinite(float(value)):
