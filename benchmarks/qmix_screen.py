@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import statistics
 import sys
 from pathlib import Path
 from typing import Any
@@ -28,13 +29,13 @@ from benchmarks.qmix_learning_curve import evaluations, format_steps
 
 
 def window_means(record: dict[str, Any], window: int, until: int) -> list[tuple[float | None, int]]:
-    """(mean test win rate, number of tests) for each window ``(k * window, (k + 1) * window]`` of
-    env steps up to ``until``; (None, 0) for a window without a test (not reached, or no test)."""
+    """(mean test win rate, number of tests) for each window ``(k * window, min((k + 1) * window, until)]``
+    of env steps; (None, 0) for a window without a test (not reached, or no test)."""
     tests = evaluations(record)
     out = []
     for start in range(0, until, window):
-        rates = [rate for step, rate in tests if start < step <= start + window]
-        out.append((sum(rates) / len(rates) if rates else None, len(rates)))
+        rates = [rate for step, rate in tests if start < step <= min(start + window, until)]
+        out.append((statistics.fmean(rates) if rates else None, len(rates)))
     return out
 
 
@@ -46,11 +47,8 @@ def pooled(record: dict[str, Any], start: int, until: int) -> tuple[float | None
     rates = [rate for step, rate in evaluations(record) if start < step <= until]
     if not rates:
         return None, None, 0
-    mean = sum(rates) / len(rates)
-    if len(rates) < 2:
-        return mean, None, len(rates)
-    var = sum((r - mean) ** 2 for r in rates) / (len(rates) - 1)
-    return mean, math.sqrt(var / len(rates)), len(rates)
+    sem = statistics.stdev(rates) / math.sqrt(len(rates)) if len(rates) > 1 else None
+    return statistics.fmean(rates), sem, len(rates)
 
 
 def _pct(value: float | None) -> str:

@@ -28,9 +28,11 @@ def test_window_means_count_each_test_once_and_mark_windows_without_tests():
     assert window_means(LEGACY, 100_000, 400_000) == [(0.25, 1), (0.75, 1), (0.5, 1), (None, 0)]
 
 
-def test_windows_are_closed_at_their_end():
-    rec = record([100_000, 200_000], [0.5, 1.0], eval_interval=1)
+def test_windows_are_closed_at_their_end_and_stop_at_until():
+    rec = record([100_000, 200_000, 250_000], [0.5, 1.0, 0.0], eval_interval=1)
     assert window_means(rec, 100_000, 200_000) == [(0.5, 1), (1.0, 1)]
+    # The last window is cut at --until, as its column header says.
+    assert window_means(rec, 150_000, 200_000) == [(0.5, 1), (1.0, 1)]
 
 
 def test_pooled_mean_and_standard_error_over_tests():
