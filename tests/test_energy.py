@@ -234,6 +234,18 @@ def test_grsn_decoder_costs_exactly_its_input_spikes_times_fan_out_with_state_ca
     assert fresh.sop_spiking == 3 * A
 
 
+def test_q_shortcut_head_counts_spike_columns_as_sops_and_the_embedding_as_macs():
+    cfg = SpikingModelConfig(core="grsn", hidden=H, obs_embed=E, head_hiddens=[], decay=0.5, q_shortcut=True)
+    agent = AgentQNetwork(D, A, cfg)
+    agent.core = GRSNCell(E, H, decay=0.5, threshold=1.0, learnable_decay=False)
+    _control_gates(agent.core)
+    report = qmix_agent_target(agent).estimate(torch.randn(2, 4, D), num_decisions=None)
+    spikes = sum(SPIKES_PER_STEP) / 4
+    assert report.layer("head.out[spikes]").ops == pytest.approx(spikes * A)  # Eq. 15
+    assert report.layer("head.out[dense]").ops == E * A + A  # the embedding's columns and the bias (Eq. 16)
+    assert report.mac_dense == DENSE_MACS + E * A + A
+
+
 def test_identity_rule_finds_the_decoder_without_a_declaration():
     agent = _controlled_grsn_agent()
     x = torch.randn(3, 1, D)

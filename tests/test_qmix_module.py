@@ -9,7 +9,7 @@ import torch
 from ray.rllib.core.columns import Columns
 
 from rllib_grsn.modules.connectors import AgentIdPrevAction, agent_order
-from rllib_grsn.modules.qmix import SpikingQMixModule, epsilon_at, select_actions
+from rllib_grsn.modules.qmix import SpikingQMixModule, agent_inputs, epsilon_at, select_actions
 
 N_AGENTS, N_ACTIONS, OBS, STATE = 3, 5, 4, 6
 
@@ -136,3 +136,19 @@ def test_connector_adds_one_hot_id_and_previous_action_spaces():
     space = _module_space()
     assert space["agent_id"].shape == (N_AGENTS,) and space["prev_action"].shape == (N_ACTIONS,)
     assert set(space.spaces) == {"obs", "action_mask", "state", "agent_id", "prev_action"}
+
+
+def test_q_shortcut_lets_q_read_the_observation_when_no_neuron_fires():
+    """pymarl's agent (the default) sees the observation only through the core's spikes; with
+    ``q_shortcut`` the Q head also reads the encoder's embedding."""
+    plain, shortcut = _module(threshold=1e6), _module(threshold=1e6, q_shortcut=True)  # no neuron fires
+    assert shortcut.agent.head.out.in_features == plain.agent.head.out.in_features + 16
+    for module, varies in ((plain, False), (shortcut, True)):
+        batch = _batch(module, np.ones((4, N_ACTIONS), np.float32))
+        q, _, _ = module.agent.unroll(agent_inputs(batch[Columns.OBS]), batch[Columns.STATE_IN])
+        assert bool((q - q[:1]).abs().max() > 1e-6) is varies
+
+
+def test_q_shortcut_must_be_a_flag():
+    with pytest.raises(ValueError, match="q_shortcut"):
+        _module(q_shortcut="yes")

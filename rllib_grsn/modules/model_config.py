@@ -60,6 +60,13 @@ class SpikingModelConfig(BaseModel):
     action_embed: int = Field(8, strict=True, ge=0, description="previous-action embedding size (0: not fed)")
     reward_embed: int = Field(8, strict=True, ge=0, description="previous-reward embedding size (0: not fed)")
     head_hiddens: list[StrictInt] = Field([128, 128], description="hidden sizes of the decoder MLP heads")
+    q_shortcut: bool = Field(
+        False,
+        strict=True,
+        description="QMIX agent only: its Q head also reads the encoder's embedding next to the core's "
+        "output, as the actor-critic and twin-Q heads read their shortcut; false is pymarl's agent "
+        "(encoder -> core -> head)",
+    )
     max_seq_len: int = Field(32, strict=True, gt=0, description="training chunk length (RLlib's max_seq_len)")
     prev_action_reward: bool = Field(
         True, strict=True, description="feed a_{t-1} and r_{t-1} (Ni et al. 2022)"

@@ -78,7 +78,12 @@ def build_mixer(name: str, n_agents: int, state_dim: int, embed_dim: int, hypern
 
 
 class AgentQNetwork(nn.Module):
-    """``relu(W x_t)`` -> neuron core (one update per env step) -> MLP decoder -> Q per action."""
+    """``relu(W x_t)`` -> neuron core (one update per env step) -> MLP decoder -> Q per action.
+
+    With ``q_shortcut`` the decoder reads ``cat([core output, relu(W x_t)])``: the spikes first (the
+    energy count reads them from the head's first H columns), then the dense embedding, so a Q value
+    is no longer limited to what H binary spikes carry of the current observation.
+    """
 
     def __init__(self, input_size: int, n_actions: int, cfg: SpikingModelConfig):
         super().__init__()
@@ -92,7 +97,9 @@ class AgentQNetwork(nn.Module):
             alpha=cfg.initial_surrogate_alpha,  # a schedule's t=0 value; SurrogateAlphaSchedule moves it
             time_steps=cfg.time_steps,
         )
-        self.head = MLP(self.core.output_size, cfg.head_hiddens, n_actions)
+        self.shortcut = cfg.q_shortcut
+        head_in = self.core.output_size + (cfg.obs_embed if self.shortcut else 0)
+        self.head = MLP(head_in, cfg.head_hiddens, n_actions)
 
     def initial_state(self, batch_size: int, device: torch.device | str | None = None) -> dict[str, Tensor]:
         return self.core.initial_state(batch_size, device=device)
@@ -100,16 +107,23 @@ class AgentQNetwork(nn.Module):
     def forward(self, x: Tensor, state: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
         """``x`` [B, T, D] -> Q [B, T, |A|] and the core state after step T."""
         # Not through unroll(): acting runs this once per env step and has no use for the rate.
-        out, state_out = self.core.unroll(self.encoder(x), state)
-        return self.head(out), state_out
+        q, _, state_out = self._q(x, state)
+        return q, state_out
+
+    def _q(self, x: Tensor, state: dict[str, Tensor]) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
+        """Q, the core's output and its state after step T."""
+        embedded = self.encoder(x)
+        out, state_out = self.core.unroll(embedded, state)
+        features = torch.cat([out, embedded], dim=-1) if self.shortcut else out
+        return self.head(features), out, state_out
 
     def unroll(self, x: Tensor, state: dict[str, Tensor]) -> tuple[Tensor, Tensor | None, dict[str, Tensor]]:
         """``x`` [B, T, D] -> Q [B, T, |A|], the core's firing rate per step [B, T] (None for a core
         that does not spike: gru, mlp) and the core state after step T."""
-        out, state_out = self.core.unroll(self.encoder(x), state)
+        q, out, state_out = self._q(x, state)
         # Spikes per neuron per neuron update; the mean over H is cheap next to the unroll itself.
         rate = out.mean(dim=-1) if getattr(self.core, "is_spiking", False) else None
-        return self.head(out), rate, state_out
+        return q, rate, state_out
 
 
 class SpikingQMixModule(SteadyTrainModeMixin, TorchRLModule, TargetNetworkAPI, InferenceOnlyAPI):
