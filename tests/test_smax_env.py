@@ -271,3 +271,30 @@ def test_state_is_scaled_into_unit_interval_like_smacs() -> None:
     types = states[0, -n_units:]
     assert len(set(types.round(3).tolist())) == 2  # stalkers and zealots
     assert states[:, : -2 * n_units].max() > 0.1  # positions and health are not squashed to 0
+
+
+def test_reward_scale_rate_scales_every_reward_so_a_win_returns_the_rate() -> None:
+    """``reward_scale_rate`` is SMAC's key: the most a battle returns (SMAX's raw maximum is 2)."""
+    raw, scaled = SMAXEnv({"map_name": "8m"}), SMAXEnv({"map_name": "8m", "reward_scale_rate": 20})
+    for seed in range(6):
+        raw.reset(seed=seed)
+        obs, _ = scaled.reset(seed=seed)
+        team_return = 0.0
+        while True:
+            actions = focus_fire_actions(obs)
+            _, rewards_raw, *_ = raw.step(actions)
+            obs, rewards, terminateds, truncateds, infos = scaled.step(actions)
+            assert rewards["agent_0"] == pytest.approx(10.0 * rewards_raw["agent_0"])
+            team_return += rewards["agent_0"]
+            if terminateds["__all__"] or truncateds["__all__"]:
+                break
+        if infos["agent_0"]["battle_won"]:
+            assert team_return == pytest.approx(20.0, abs=1e-3)
+            return
+    pytest.fail("the focus-fire script never won 8m; cannot check the scaled win return")
+
+
+@pytest.mark.parametrize("rate", [0, -1.0, "20", True, float("inf")])
+def test_bad_reward_scale_rate_names_the_key(rate: Any) -> None:
+    with pytest.raises(ValueError, match="reward_scale_rate for SMAX: must be a number > 0"):
+        SMAXEnv({"map_name": "8m", "reward_scale_rate": rate})

@@ -148,6 +148,24 @@ def test_vector_env_equals_sync_vector_of_smax_envs_through_autoresets() -> None
     assert_same_observations(expected_obs, observations)
 
 
+def test_reward_scale_rate_scales_the_vector_envs_rewards_as_one_envs() -> None:
+    config = {"map_name": "8m", "episode_limit": 40}
+    raw = SMAXVectorEnv(config, num_envs=NUM_ENVS)
+    scaled = SMAXVectorEnv({**config, "reward_scale_rate": 20}, num_envs=NUM_ENVS)
+    observations, _ = raw.reset(seed=3)
+    scaled.reset(seed=3)
+    rng = np.random.default_rng(0)
+    total = 0.0
+    for _ in range(40):
+        actions = masked_random_actions(observations, rng)
+        observations, rewards_raw, *_ = raw.step(actions)
+        _, rewards, *_ = scaled.step(actions)
+        for i in range(NUM_ENVS):
+            assert rewards[i]["agent_0"] == pytest.approx(10.0 * rewards_raw[i]["agent_0"])
+            total += rewards_raw[i]["agent_0"]
+    assert total > 0, "no damage dealt in 40 random steps; the check compared zeros only"
+
+
 def test_seeds_and_episode_limits_are_per_sub_env() -> None:
     vector = SMAXVectorEnv({"map_name": "8m", "episode_limit": 3, "seed": 5}, num_envs=NUM_ENVS)
     observations, _ = vector.reset()  # env_config seed: sub-env i starts from seed + i

@@ -18,7 +18,11 @@ RLModule and learner rely on:
 - **Actions.** ``Discrete(n_actions)`` per agent: 0-3 move (N/E/S/W), 4 stop, ``5 + j`` attack enemy
   ``j``. Missing agents and unavailable actions raise ``ValueError``.
 - **Rewards.** SMAX's ally team reward (normalised enemy health lost plus a win bonus of 1) is given
-  unchanged to every agent, as a Python float.
+  to every agent, as a Python float: unchanged by default, so a battle's return is at most
+  :data:`SMAX_MAX_RETURN` (2). With env_config ``reward_scale_rate: R`` it is scaled by
+  ``R / SMAX_MAX_RETURN`` so that the most a battle can return is ``R``, as SMAC's own
+  ``reward_scale_rate`` (default 20) normalises StarCraft II's rewards. The same key means the same
+  thing on both backends, and pymarl's QMIX settings were tuned on SMAC's 0-20 scale.
 - **Episode ends.** SMAX's ``done`` merges three cases; the adapter tells them apart itself: all
   enemies dead or all allies dead -> ``terminated`` (a battle won, lost or drawn), ``episode_limit``
   steps without either -> ``truncated`` (QMIX bootstraps there). Per-agent flags equal ``"__all__"``.
@@ -83,7 +87,22 @@ SMAX_INSTALL_HINT = (
     "it brings JAX for CPU)."
 )
 
-ENV_CONFIG_KEYS = ("map_name", "episode_limit", "seed", "backend", "vectorize")
+ENV_CONFIG_KEYS = ("map_name", "episode_limit", "seed", "backend", "vectorize", "reward_scale_rate")
+
+# The most one SMAX battle returns: all enemy health (normalised to 1 over the team) + the win bonus 1.
+SMAX_MAX_RETURN = 2.0
+
+
+def reward_scale(rate: Any) -> float:
+    """The factor on SMAX's rewards for env_config ``reward_scale_rate`` (None: 1, raw rewards)."""
+    if rate is None:
+        return 1.0
+    if isinstance(rate, bool) or not isinstance(rate, int | float | np.number) or not 0 < rate < float("inf"):
+        raise ValueError(
+            f"reward_scale_rate for SMAX: must be a number > 0 (the most a battle returns; SMAC's default "
+            f"is 20), got {rate!r}"
+        )
+    return float(rate) / SMAX_MAX_RETURN
 
 
 class SMAXNotInstalledError(ImportError):
@@ -365,6 +384,8 @@ class SMAXEnv(MultiAgentEnv):
     - ``vectorize``: optional, ``"auto"``, ``"sync"`` or ``"jax"``; how the EnvRunner batches the
       sub-envs (:func:`~rllib_grsn.envs.multi_agent.check_vectorize`), checked here but without
       effect on one battle;
+    - ``reward_scale_rate``: optional number > 0; rewards are scaled so that a battle returns at most
+      this much (SMAC's key of the same name; default: SMAX's raw rewards, at most 2);
 
     anything else raises ``ValueError`` (SMAC's StarCraft II options have no SMAX meaning).
     """
@@ -393,6 +414,7 @@ class SMAXEnv(MultiAgentEnv):
         if not valid_int or episode_limit < 1:
             raise ValueError(f"episode_limit for SMAX: must be an integer >= 1, got {episode_limit!r}")
         self.episode_limit: int = int(episode_limit)
+        self.reward_scale: float = reward_scale(config.get("reward_scale_rate"))
 
         # Building the JaxMARL env is cheap; jit compiles on the first reset/step, once per map and process.
         self._compiled = _compiled_smax(self.map_name)
@@ -464,7 +486,7 @@ class SMAXEnv(MultiAgentEnv):
         if terminated_all or truncated_all:
             self._episode_running = False
 
-        team_reward = float(frame.reward)
+        team_reward = float(frame.reward) * self.reward_scale
         observations = self._observations(frame)
         rewards = {aid: team_reward for aid in self.agents}
         terminateds = {aid: terminated_all for aid in self.agents}

@@ -173,6 +173,7 @@ class SMAXVectorEnv(VectorMultiAgentEnv):
         self._batched = _batched_smax(self.map_name)
         self._n_agents, self._n_actions = template.n_agents, template.n_actions
         self._config_seed: int | None = template._seed
+        self._reward_scale: float = template.reward_scale
         self._keys: Any = None  # (num_envs, 2) JAX PRNG keys, created at the first reset.
         self._states: Any = None  # the JaxMARL states, batched along axis 0
         self._t = np.zeros(self.num_envs, dtype=np.int64)  # steps taken in each running episode
@@ -247,7 +248,7 @@ class SMAXVectorEnv(VectorMultiAgentEnv):
         agents = self.possible_agents
         rewards, terminateds, truncateds, infos = [], [], [], []
         for i in range(self.num_envs):
-            reward = 0.0 if resetting[i] else float(frame.reward[i])
+            reward = 0.0 if resetting[i] else float(frame.reward[i]) * self._reward_scale
             rewards.append(dict.fromkeys(agents, reward))
             term, trunc = bool(terminated[i]), bool(truncated[i])
             terminateds.append({**dict.fromkeys(agents, term), "__all__": term})
