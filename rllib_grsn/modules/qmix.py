@@ -97,8 +97,8 @@ class AgentQNetwork(nn.Module):
             alpha=cfg.initial_surrogate_alpha,  # a schedule's t=0 value; SurrogateAlphaSchedule moves it
             time_steps=cfg.time_steps,
         )
-        self.shortcut = cfg.q_shortcut
-        head_in = self.core.output_size + (cfg.obs_embed if self.shortcut else 0)
+        self.q_shortcut = cfg.q_shortcut
+        head_in = self.core.output_size + (cfg.obs_embed if self.q_shortcut else 0)
         self.head = MLP(head_in, cfg.head_hiddens, n_actions)
 
     def initial_state(self, batch_size: int, device: torch.device | str | None = None) -> dict[str, Tensor]:
@@ -114,7 +114,7 @@ class AgentQNetwork(nn.Module):
         """Q, the core's output and its state after step T."""
         embedded = self.encoder(x)
         out, state_out = self.core.unroll(embedded, state)
-        features = torch.cat([out, embedded], dim=-1) if self.shortcut else out
+        features = torch.cat([out, embedded], dim=-1) if self.q_shortcut else out
         return self.head(features), out, state_out
 
     def unroll(self, x: Tensor, state: dict[str, Tensor]) -> tuple[Tensor, Tensor | None, dict[str, Tensor]]:
