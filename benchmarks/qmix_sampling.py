@@ -36,6 +36,7 @@ from ray.rllib.env.multi_agent_env_runner import MultiAgentEnvRunner
 import rllib_grsn.envs
 from benchmarks.machine import machine_description
 from rllib_grsn.algorithms.qmix import QMixConfig, TeamEpisodeReplay
+from rllib_grsn.algorithms.qmix.config import with_agent_row_order
 from rllib_grsn.envs.team_env_runner import TeamEnvRunner
 
 GRSN_AGENT = {"core": "grsn", "hidden": 64, "obs_embed": 64, "head_hiddens": []}
@@ -49,9 +50,15 @@ class RLlibCountingRunner(TeamEnvRunner):
 
 
 class RLlibPipelineConfig(QMixConfig):
-    """QMixConfig with RLlib's default env-to-module pipeline (time axis added by a connector)."""
+    """QMixConfig with RLlib's default env-to-module pipeline (time axis added by a connector).
 
-    build_env_to_module_connector = AlgorithmConfig.build_env_to_module_connector
+    It keeps ``AgentRowOrder``: that changes which agent gets which exploration draw, not the cost
+    being compared, and without it the two runners could not take the same actions.
+    """
+
+    def build_env_to_module_connector(self, env: Any = None, spaces: Any = None, device: Any = None) -> Any:
+        pipeline = AlgorithmConfig.build_env_to_module_connector(self, env=env, spaces=spaces, device=device)
+        return with_agent_row_order(pipeline)
 
 
 def team_runner(env_config: dict, num_envs: int, seed: int, *, rllib_defaults: bool, **settings: Any) -> Any:

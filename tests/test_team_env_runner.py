@@ -124,3 +124,31 @@ def test_qmix_module_acts_on_single_steps_and_on_length_one_sequences_alike() ->
     assert torch.equal(flat[Columns.ACTIONS], timed[Columns.ACTIONS].squeeze(1))
     for key in flat[Columns.STATE_OUT]:
         assert torch.equal(flat[Columns.STATE_OUT][key], timed[Columns.STATE_OUT][key])
+
+
+@pytest.mark.parametrize("config_cls", [QMixConfig, RLlibPipelineConfig])
+def test_same_seed_samples_the_same_actions_whatever_order_rllib_walks_the_agents_in(
+    config_cls: type, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """RLlib walks ``get_agents_that_stepped()``, a set whose order follows the process's string-hash
+    seed; here that order is forced (first as agent_order, then reversed), as two processes with
+    different ``PYTHONHASHSEED`` would see it. The epsilon-greedy draws (epsilon 1 at the start)
+    must still reach the same agents."""
+    from ray.rllib.env.multi_agent_episode import MultiAgentEpisode
+
+    from rllib_grsn.modules.connectors import agent_order
+
+    def walked_in(order: Any) -> Any:
+        return lambda episode: order(agent_order(episode.get_observations(-1).keys()))
+
+    sampled = []
+    for order in (list, lambda agents: list(reversed(agents))):
+        monkeypatch.setattr(MultiAgentEpisode, "get_agents_that_stepped", walked_in(order))
+        runner = build(config_cls=config_cls)
+        try:
+            episodes, _ = sample(runner, 2)
+        finally:
+            runner.stop()
+        sampled.append(actions(episodes))
+    assert sampled[0] == sampled[1]
+    assert sum(len(a) for e in sampled[0] for a in e.values()) >= 120  # 2 calls x 60 steps x 3 agents

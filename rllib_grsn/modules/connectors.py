@@ -84,12 +84,55 @@ def agent_order(agent_ids: Any) -> list[Any]:
     lines agents up calls this one function.
     """
 
-    def key(aid: Any) -> tuple[int, int, str]:
-        text = str(aid)
-        digits = text[len(text.rstrip("0123456789")) :]
-        return (0, int(digits), text) if digits else (1, 0, text)
+    return sorted(agent_ids, key=agent_sort_key)
 
-    return sorted(agent_ids, key=key)
+
+def agent_sort_key(aid: Any) -> tuple[int, int, str]:
+    """The sort key behind :func:`agent_order`: the number at the end of the name, then the name."""
+    text = str(aid)
+    digits = text[len(text.rstrip("0123456789")) :]
+    return (0, int(digits), text) if digits else (1, 0, text)
+
+
+class AgentRowOrder(ConnectorV2):
+    """Lines up every column's rows by episode (as the EnvRunner lists them), then by agent_order.
+
+    RLlib 2.60 adds an agent's items to the batch while walking
+    ``MultiAgentEpisode.get_agents_that_stepped()``, a ``set`` of agent-id strings, whose order
+    follows the process's string-hash seed (``PYTHONHASHSEED``, random per process).
+    ``AgentToModuleMapping`` stacks the shared module's rows in that order, and the module's
+    exploration draws one number per row (``epsilon_greedy``), so without this connector the same
+    ``seed`` handed the draws to different agents in every process: same-seed runs diverged from
+    their first episode. Sits just before ``AgentToModuleMapping``, which keeps the order it finds
+    for the way back to the agents.
+    """
+
+    def __call__(
+        self,
+        *,
+        rl_module: Any,
+        batch: dict[str, Any] | None,
+        episodes: list[Any],
+        explore: bool | None = None,
+        shared_data: dict | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        if not batch:
+            return batch
+        position = {episode.id_: i for i, episode in enumerate(episodes)}
+        order: list[Any] | None = None  # every column holds the same rows: sort once
+        for column, rows in batch.items():
+            # Columns keyed by module id (written by a connector that mapped them itself) and
+            # anything not keyed (episode id, agent id, module id) keep their layout.
+            if rl_module is not None and column in rl_module:
+                continue
+            if not isinstance(rows, dict) or not all(isinstance(k, tuple) and len(k) == 3 for k in rows):
+                continue
+            if order is None or len(order) != len(rows) or any(key not in rows for key in order):
+                ranks = {aid: agent_sort_key(aid) for _, aid, _ in rows}
+                order = sorted(rows, key=lambda key: (position.get(key[0], len(position)), ranks[key[1]]))
+            batch[column] = {key: rows[key] for key in order}
+        return batch
 
 
 class AgentIdPrevAction(ConnectorV2):

@@ -15,7 +15,7 @@ from typing import Any
 from ray.rllib.algorithms.algorithm_config import NotProvided
 
 from rllib_grsn.algorithms.config_checks import SelfCheckingConfig, integer_errors, is_number, set_provided
-from rllib_grsn.modules.connectors import agent_inputs_connector
+from rllib_grsn.modules.connectors import AgentRowOrder, agent_inputs_connector
 from rllib_grsn.modules.qmix import MIXERS
 from rllib_grsn.tracking.team_metrics import TeamMetricsCallback
 
@@ -26,6 +26,16 @@ SHARED_MODULE_ID = "shared"
 def map_agents_to_shared_module(agent_id: Any, episode: Any = None, **kwargs: Any) -> str:
     """RLlib policy_mapping_fn: every agent uses the shared module. Module-level so it pickles."""
     return SHARED_MODULE_ID
+
+
+def with_agent_row_order(pipeline: Any) -> Any:
+    """``pipeline`` (an env-to-module ConnectorPipelineV2) with :class:`AgentRowOrder` inserted just
+    before RLlib's ``AgentToModuleMapping`` (a pipeline without one is returned as it is)."""
+    from ray.rllib.connectors.common import AgentToModuleMapping
+
+    if AgentToModuleMapping in {type(c) for c in pipeline.connectors}:
+        pipeline.insert_before(AgentToModuleMapping, AgentRowOrder())
+    return pipeline
 
 
 class QMixConfig(SelfCheckingConfig):
@@ -197,11 +207,14 @@ class QMixConfig(SelfCheckingConfig):
         return errors
 
     def build_env_to_module_connector(self, env: Any = None, spaces: Any = None, device: Any = None) -> Any:
-        """RLlib's pipeline without ``AddTimeDimToBatchAndZeroPad``.
+        """RLlib's pipeline without ``AddTimeDimToBatchAndZeroPad``, with the agents' rows in a fixed order.
 
-        That connector gives a stateful module's inputs a time axis of one step, leaf by leaf and
-        agent by agent (8 battles of 8 marines, 5 observation leaves each: ~320 ``np.expand_dims``
-        per vector step, the largest single connector cost of QMIX's sampling);
+        ``AgentRowOrder`` goes just before ``AgentToModuleMapping``: RLlib lines the rows up in a
+        per-process hash order, which made same-seed runs diverge (see its docstring).
+
+        ``AddTimeDimToBatchAndZeroPad`` gives a stateful module's inputs a time axis of one step,
+        leaf by leaf and agent by agent (8 battles of 8 marines, 5 observation leaves each: ~320
+        ``np.expand_dims`` per vector step, the largest single connector cost of QMIX's sampling);
         ``SpikingQMixModule`` adds the axis to the batched tensors itself. Without it,
         ``RemoveSingleTsTimeRankFromBatch`` in the module-to-env pipeline has nothing to remove and
         passes the batch through (RLlib tells it so through ``shared_data``).
@@ -211,7 +224,7 @@ class QMixConfig(SelfCheckingConfig):
         pipeline = super().build_env_to_module_connector(env=env, spaces=spaces, device=device)
         if AddTimeDimToBatchAndZeroPad in {type(c) for c in pipeline.connectors}:
             pipeline.remove(AddTimeDimToBatchAndZeroPad)
-        return pipeline
+        return with_agent_row_order(pipeline)
 
     def get_default_rl_module_spec(self):
         from ray.rllib.core.rl_module.rl_module import RLModuleSpec
