@@ -151,4 +151,4 @@ def test_same_seed_samples_the_same_actions_whatever_order_rllib_walks_the_agent
             runner.stop()
         sampled.append(actions(episodes))
     assert sampled[0] == sampled[1]
-    assert sum(len(a) for e in sampled[0] for a in e.values()) >= 120  # 2 calls x 60 steps x 3 agents
+    assert sum(len(a) for e in sampled[0] for a in e.values()) >= 360  # 2 calls x >= 60 env steps x 3 agents
