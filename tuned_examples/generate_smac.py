@@ -33,8 +33,10 @@ PAPER_BUDGET = 10_000_000
 # per 8 episodes draws it 4 times. GRSN agents learn more with pymarl2's ratio, one step per 2
 # episodes: QMIX-GRSN on SMAX 8m at 2M env steps, 3 seeds, 87.4 +- 4.5% test win rate against
 # 81.8 +- 1.6%. The GRU does not: one seed at one step per 2 episodes fell from 80% (250-500k) to
-# 69.4% at 2M, against 89.8 +- 3.5% over 3 seeds at one per 8. LIF is measured at neither, and keeps
-# pymarl2's step rate. (benchmarks/RESULTS.md, QMIX sections.)
+# 69.4% at 2M, against 89.8 +- 3.5% over 3 seeds at one per 8. LIF has run one seed to 400k only
+# (250-400k: 68.3% at one step per 8 episodes, 81.2% at one per 2). The GRU also gained early with
+# more steps and fell later, so LIF keeps one per 8 until a longer run decides. (benchmarks/RESULTS.md,
+# QMIX sections.)
 UPDATES_PER_EPISODE = {"grsn": 0.5, "gru": 0.125, "lif": 0.125}
 
 
