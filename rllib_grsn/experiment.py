@@ -23,6 +23,7 @@ from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 
 import rllib_grsn.envs  # noqa: F401  (registers CartPole-P & co. with gymnasium and Tune)
 from rllib_grsn.algorithms.callbacks import add_callbacks
+from rllib_grsn.algorithms.config_checks import SCHEDULE_EXAMPLE, schedule_problem
 from rllib_grsn.algorithms.divergence import DivergenceGuard
 from rllib_grsn.algorithms.registry import (
     ALGORITHM_NAMES,
@@ -449,9 +450,6 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-SCHEDULE_EXAMPLE = "[[0, 0.001], [100000, 0.0001]]"
-
-
 # Sizes and counts RLlib divides by or loops over: 0 would train on nothing or never stop sampling.
 POSITIVE_KEYS = (
     "train_batch_size",
@@ -496,7 +494,7 @@ def _type_problem(key: str, value: Any, default: Any) -> str | None:
         hint = string_number_hint(value, integer=True)
     elif isinstance(default, float):
         if isinstance(value, (list, tuple)):
-            return _schedule_problem(key, value, default)
+            return schedule_problem(key, value, default)
         ok, want = _is_number(value), f"a number or a schedule {SCHEDULE_EXAMPLE}"
         hint = string_number_hint(value)
         if ok and not math.isfinite(value):
@@ -516,36 +514,6 @@ def _type_problem(key: str, value: Any, default: Any) -> str | None:
         return f"{key}: must be >= 0, got {value!r}"
     if name in POSITIVE_KEYS and value == 0:
         return f"{key}: must be > 0, got {value!r}"
-    return None
-
-
-def _schedule_problem(key: str, schedule: list | tuple, default: float) -> str | None:
-    """RLlib's schedule format for float settings (``lr``, ``entropy_coeff``): [[timestep, value], ...].
-
-    Checked as RLlib checks it later (Scheduler.validate, PiecewiseSchedule): two or more pairs of
-    finite numbers, timesteps >= 0, starting at 0 and in increasing order.
-    """
-    pairs_ok = len(schedule) >= 2 and all(
-        isinstance(p, (list, tuple)) and len(p) == 2 and all(_is_number(x) for x in p) for p in schedule
-    )
-    if not pairs_ok:
-        strings = [x for p in schedule if isinstance(p, (list, tuple)) for x in p if isinstance(x, str)]
-        hint = next((h for h in map(string_number_hint, strings) if h), "")
-        return (
-            f"{key}: must be a number or a schedule of 2 or more [timestep, value] number pairs, "
-            f"e.g. {SCHEDULE_EXAMPLE} (RLlib's default is {default!r}), got {schedule!r}{hint}"
-        )
-    if not all(math.isfinite(x) for p in schedule for x in p):
-        return f"{key}: schedule numbers must be finite, got {schedule!r}"
-    timesteps = [p[0] for p in schedule]
-    if any(t < 0 for t in timesteps):
-        return f"{key}: schedule timesteps must be >= 0, got {schedule!r}"
-    if timesteps[0] != 0:
-        return f"{key}: a schedule must start at timestep 0 ([[0, initial value], ...]), got {schedule!r}"
-    if timesteps != sorted(timesteps):
-        return f"{key}: schedule timesteps must be in increasing order, got {schedule!r}"
-    if default >= 0 and any(p[1] < 0 for p in schedule):
-        return f"{key}: schedule values must be >= 0, got {schedule!r}"
     return None
 
 

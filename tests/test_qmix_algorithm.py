@@ -244,3 +244,41 @@ def test_checkpoint_restores_weights_counters_and_evaluates_win_rate(local_ray, 
     summary = evaluate_checkpoint(checkpoint, episodes=3)
     assert summary.episodes == 3 and summary.backend == "smax"
     assert summary.win_rate is not None and 0.0 <= summary.win_rate <= 1.0
+
+
+@pytest.mark.parametrize(
+    ("lr", "problem"),
+    [
+        ([[0, 1e-3]], "2 or more [timestep, value]"),
+        ([[100, 1e-3], [1000, 1e-4]], "must start at timestep 0"),
+        ([[0, 1e-3], [1000, -1e-4]], "values must be >= 0"),
+        ("fast", "lr must be a number >= 0 or a schedule"),
+        (-1e-3, "lr must be a number >= 0 or a schedule"),
+    ],
+)
+def test_a_bad_lr_or_lr_schedule_is_refused_naming_lr(lr, problem):
+    config = QMixConfig().training(lr=[[0, 1e-3], [2_000_000, 1e-4]])
+    assert config.off_policy_errors() == []
+    errors = config.training(lr=lr).off_policy_errors()
+    assert len(errors) == 1 and "lr" in errors[0] and problem in errors[0], errors
+
+
+@pytest.mark.slow
+def test_the_learning_rate_follows_an_lr_schedule(local_ray):
+    """RLlib's lr schedules work for QMIX: the Learner moves Adam's lr with the lifetime env steps
+    sampled, linearly between the points and constant after the last, and reports it."""
+    schedule = [[0, 5e-3], [1500, 1e-3]]
+    algo = _config(lr=schedule).build_algo()
+    try:
+        optimizer = algo.learner_group._learner.get_optimizer(SHARED_MODULE_ID)
+        first = algo.train()
+        lr = optimizer.param_groups[0]["lr"]
+        assert first["num_env_steps_sampled_lifetime"] < 1500 and 1e-3 < lr < 5e-3
+        assert 1e-3 < first["learners"][SHARED_MODULE_ID]["default_optimizer_learning_rate"] < 5e-3
+        for _ in range(3):
+            result = algo.train()
+    finally:
+        algo.stop()
+    assert result["num_env_steps_sampled_lifetime"] >= 2000
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(1e-3)
+    assert result["learners"][SHARED_MODULE_ID]["default_optimizer_learning_rate"] == pytest.approx(1e-3)

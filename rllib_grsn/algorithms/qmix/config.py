@@ -14,7 +14,14 @@ from typing import Any
 
 from ray.rllib.algorithms.algorithm_config import NotProvided
 
-from rllib_grsn.algorithms.config_checks import SelfCheckingConfig, integer_errors, is_number, set_provided
+from rllib_grsn.algorithms.config_checks import (
+    SCHEDULE_EXAMPLE,
+    SelfCheckingConfig,
+    integer_errors,
+    is_number,
+    schedule_problem,
+    set_provided,
+)
 from rllib_grsn.modules.connectors import AgentRowOrder, agent_inputs_connector
 from rllib_grsn.modules.qmix import MIXERS
 from rllib_grsn.tracking.team_metrics import TeamMetricsCallback
@@ -38,11 +45,23 @@ def with_agent_row_order(pipeline: Any) -> Any:
     return pipeline
 
 
+def lr_errors(lr: Any) -> list[str]:
+    """The problem with ``lr``, a number >= 0 or a schedule in RLlib's format (empty when valid)."""
+    if isinstance(lr, (list, tuple)):
+        problem = schedule_problem("lr", lr, 1e-3)
+        return [] if problem is None else [problem]
+    if is_number(lr) and lr >= 0:
+        return []
+    return [f"lr must be a number >= 0 or a schedule such as {SCHEDULE_EXAMPLE}, got {lr!r}"]
+
+
 class QMixConfig(SelfCheckingConfig):
     """QMIX (Rashid et al. 2018) / VDN on a shared recurrent agent network.
 
     Training (:meth:`training`):
-        lr: Adam learning rate of agent network and mixer (pymarl2: 1e-3).
+        lr: Adam learning rate of agent network and mixer (pymarl2: 1e-3), or RLlib's schedule of
+            it over lifetime env steps sampled, e.g. ``[[0, 1e-3], [2000000, 1e-4]]`` (linear
+            between the points, constant after the last; RLlib's Learner applies it).
         train_batch_size_per_learner: whole episodes per gradient step (128).
         mixer: ``qmix`` (monotonic hypernetwork mixer over the global state) or ``vdn`` (sum).
         mixing_embed_dim, hypernet_hidden: QMixer sizes (32, 64).
@@ -179,8 +198,7 @@ class QMixConfig(SelfCheckingConfig):
             errors.append(
                 f"num_updates_per_episode must be a number > 0, got {self.num_updates_per_episode!r}"
             )
-        if not is_number(self.lr) or not self.lr >= 0:
-            errors.append(f"lr must be a number >= 0, got {self.lr!r}")
+        errors += lr_errors(self.lr)
         errors += integer_errors(
             self,
             {
