@@ -40,8 +40,9 @@ PAPER_BUDGET = 10_000_000
 UPDATES_PER_EPISODE = {"grsn": 0.5, "gru": 0.125, "lif": 0.125}
 # The surrogate width (alpha, paper Eq. 6) per core. GRSN's sharpens from 2 to 4 over the first 1M
 # env steps (model_config.alpha schedule; the shallow-to-sharp slope schedule of the adaptive-surrogate
-# study): on SMAX 8m, 3 seeds to 2M, it lifted QMIX-GRSN from 87.4 +- 4.5% to 90.3 +- 0.5% (90.3, 90.9, 89.6%), the stuck
-# seed most. LIF keeps the fixed 2.0 (not measured with a schedule); the GRU has no surrogate.
+# study): on SMAX 8m, 3 seeds to 2M, it lifted QMIX-GRSN from 87.4 +- 4.5% to 90.3 +- 0.5%
+# (90.3, 90.9, 89.6%), the stuck seed most. LIF keeps the fixed 2.0 (not measured with a schedule);
+# the GRU has no surrogate.
 SURROGATE_ALPHA = {"grsn": [[0, 2.0], [1_000_000, 4.0]], "gru": 2.0, "lif": 2.0}
 
 
