@@ -1,29 +1,29 @@
 """Classic RLlib tuned_examples YAML (``{name: {env, run, stop, config}}``) -> validated experiments.
 
-Everything here runs before Ray starts: a bad file, an unknown ``run``/``env``/core, a key of the
-wrong type or a value out of range is reported as a list of messages that name the key and what
-is allowed, so `rllib train file` can fail fast without a traceback.
+Everything here runs before Ray starts. Each experiment's real ``AlgorithmConfig`` is built and
+checked as RLlib would check it inside the trial (:mod:`rllib_grsn.checks.rllib_settings`), together
+with the package's own settings, the env, the stop criteria and the ``tune:`` section; a sweep is
+checked at every corner of its search space. Every problem is one line naming the key and what is
+allowed, so `rllib train file` fails in seconds without a traceback.
 """
 
 from __future__ import annotations
 
 import copy
-import difflib
+import itertools
 import json
-import math
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
+from dataclasses import fields as dataclass_fields
 from pathlib import Path
 from typing import Any
 
-import gymnasium as gym
-import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from ray.rllib.algorithms.algorithm_config import AlgorithmConfig
 from ray.rllib.core.rl_module.default_model_config import DefaultModelConfig
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 
 import rllib_grsn.envs  # noqa: F401  (registers CartPole-P & co. with gymnasium and Tune)
 from rllib_grsn.algorithms.callbacks import add_callbacks
-from rllib_grsn.algorithms.config_checks import SCHEDULE_EXAMPLE, schedule_problem
 from rllib_grsn.algorithms.divergence import DivergenceGuard
 from rllib_grsn.algorithms.registry import (
     ALGORITHM_NAMES,
@@ -32,9 +32,13 @@ from rllib_grsn.algorithms.registry import (
     spiking_module_class,
 )
 from rllib_grsn.algorithms.spiking_controls import add_spiking_training_controls
-from rllib_grsn.envs import MULTI_AGENT_ENVS, PO_CONTROL_ENVS, make_multi_agent_env, make_po_control
+from rllib_grsn.checks.envs import OWN_ENVS, env_config_problem, env_known, known_env_names, pairing_problem
+from rllib_grsn.checks.problems import ExperimentError, pydantic_problems, shown, suggest
+from rllib_grsn.checks.rllib_settings import attribute, key_problems, range_problems, validate_problems
+from rllib_grsn.checks.stop import stop_problems
+from rllib_grsn.checks.yaml_file import read_yaml
 from rllib_grsn.modules.connectors import prev_action_reward_connector
-from rllib_grsn.modules.model_config import SpikingModelConfig, model_config_errors, string_number_hint
+from rllib_grsn.modules.model_config import SpikingModelConfig, model_config_errors
 from rllib_grsn.neurons import CORE_NAMES
 from rllib_grsn.sweep.search_space import (
     SEED_PATH,
@@ -47,33 +51,29 @@ from rllib_grsn.sweep.settings import TuneSettings, parse_tune_settings
 from rllib_grsn.tracking.energy_metrics import EnergyMetricsCallback
 from rllib_grsn.tracking.stale_evaluation import DropStaleEvaluation
 
-EXPERIMENT_KEYS = (
-    "env",
-    "run",
-    "stop",
-    "config",
-    "tune",
-    "checkpoint_freq",
-    "checkpoint_at_end",
-    "description",
-)
+__all__ = ["Experiment", "ExperimentError", "build_experiment", "deep_merge", "load_experiments"]
 
-# Classic (old API stack) result keys users still write in `stop:`, and their new-stack names.
-STOP_KEY_ALIASES = {
-    "timesteps_total": "num_env_steps_sampled_lifetime",
-    "episode_reward_mean": "env_runners/episode_return_mean",
-    "episode_return_mean": "env_runners/episode_return_mean",
-    "sampler_results/episode_reward_mean": "env_runners/episode_return_mean",
-}
+# A sweep is checked at every combination of its candidate values up to this many; beyond, one
+# search space at a time (the others at their first value).
+MAX_CORNERS = 256
 
 
-class ExperimentError(ValueError):
-    """A tuned_examples file that cannot run; ``problems`` holds one message per bad key."""
+class ExperimentKeys(BaseModel):
+    """The keys of one experiment (their contents are checked by the rest of this module)."""
 
-    def __init__(self, source: str, problems: list[str]):
-        self.source = source
-        self.problems = problems
-        super().__init__(f"{source}:\n  " + "\n  ".join(problems))
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    env: Any = None
+    run: Any = None
+    stop: Any = None
+    config: Any = None
+    tune: Any = None
+    checkpoint_freq: int = Field(0, ge=0, description="checkpoint every N iterations (0: only at the end)")
+    checkpoint_at_end: bool = True
+    description: str = ""
+
+
+EXPERIMENT_KEYS = tuple(ExperimentKeys.model_fields)
 
 
 @dataclass
@@ -109,31 +109,6 @@ class Experiment:
         return get_algorithm_class(self.run)
 
 
-def known_env_names() -> list[str]:
-    """Our envs first, then gymnasium's and anything registered with Ray Tune."""
-    from ray.tune.registry import ENV_CREATOR, _global_registry
-
-    names = list(PO_CONTROL_ENVS) + list(MULTI_AGENT_ENVS)
-    names += [n for n in gym.envs.registry if n not in PO_CONTROL_ENVS]
-    names += [key for cat, key in _global_registry._to_flush if cat == ENV_CREATOR and key not in names]
-    return names
-
-
-def _env_known(name: str) -> bool:
-    from ray.tune.registry import ENV_CREATOR, _global_registry
-
-    # Our own envs first: after a Ray session ends in this process, Tune's registry answers from
-    # the session's (gone) key-value store, and would call them unknown until Ray starts again.
-    if name in PO_CONTROL_ENVS or name in MULTI_AGENT_ENVS:
-        return True
-    return name in gym.envs.registry or _global_registry.contains(ENV_CREATOR, name)
-
-
-def _suggest(word: str, options: list[str] | tuple[str, ...]) -> str:
-    close = difflib.get_close_matches(word, list(options), n=3, cutoff=0.6)
-    return f" (did you mean: {', '.join(close)}?)" if close else ""
-
-
 def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
     """``override`` wins; nested dicts merge key by key (how `--config JSON` patches a YAML)."""
     out = copy.deepcopy(base)
@@ -146,9 +121,14 @@ def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]
 
 
 def parse_json_option(text: str | None, option: str) -> dict[str, Any]:
-    """A `--stop`/`--config` JSON object, or ExperimentError naming the option."""
-    if not text:
+    """A `--stop`/`--config` JSON object, or ExperimentError naming the option. None means not given;
+    an empty string is a mistake (``--stop ''`` would otherwise keep the file's criteria)."""
+    if text is None:
         return {}
+    if not text.strip():
+        raise ExperimentError(
+            option, ["empty; give a JSON object, e.g. '{\"training_iteration\": 5}', or '{}'"]
+        )
     try:
         value = json.loads(text)
     except json.JSONDecodeError as err:
@@ -171,17 +151,10 @@ def load_experiments(
     ``num_samples`` replaces ``tune.num_samples`` (see :func:`build_experiment`).
     Raises ExperimentError listing every problem found.
     """
-    path = Path(path)
-    source = str(path)
-    if not path.is_file():
-        raise ExperimentError(source, ["file not found"])
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise ExperimentError(source, [f"not valid YAML: {err}"]) from None
+    data = read_yaml(path)
     if not isinstance(data, dict) or not data:
         raise ExperimentError(
-            source, ["expected a mapping {experiment_name: {env, run, stop, config}} at the top level"]
+            str(path), ["expected a mapping {experiment_name: {env, run, stop, config}} at the top level"]
         )
     experiments, problems = [], []
     for name, spec in data.items():
@@ -193,7 +166,7 @@ def load_experiments(
             # A bad --stop/--config is reported by every experiment; list it once.
             problems += [p for p in err.problems if p not in problems]
     if problems:
-        raise ExperimentError(source, problems)
+        raise ExperimentError(str(path), problems)
     return experiments
 
 
@@ -216,13 +189,11 @@ def build_experiment(
     if not isinstance(spec, dict):
         raise ExperimentError(name, [f"{name}: expected a mapping with keys {', '.join(EXPERIMENT_KEYS)}"])
     problems: list[str] = []
-    for key in spec:
-        if key not in EXPERIMENT_KEYS:
-            problems.append(
-                f"{name}.{key}: unknown key{_suggest(str(key), EXPERIMENT_KEYS)}; "
-                f"allowed keys: {', '.join(EXPERIMENT_KEYS)}"
-            )
-    file_config = spec.get("config", {})
+    try:
+        ExperimentKeys.model_validate(spec)
+    except ValidationError as err:
+        problems += pydantic_problems(err, name, ExperimentKeys)
+    file_config = spec.get("config") or {}
     if not isinstance(file_config, dict):
         problems.append(f"{name}.config: must be a mapping, got {type(file_config).__name__}")
         file_config = {}
@@ -230,21 +201,20 @@ def build_experiment(
     override = _model_alias_to_model_config(dict(config or {}), "--config.model", problems)
 
     run = spec.get("run")
-    algo_cls = None
     if run is None:
         problems.append(f"{name}.run: missing; choose one of: {', '.join(ALGORITHM_NAMES)}")
     elif not isinstance(run, str) or run not in ALGORITHM_NAMES:
         problems.append(
-            f"{name}.run: unknown algorithm {run!r}{_suggest(str(run), ALGORITHM_NAMES)}; "
+            f"{name}.run: unknown algorithm {shown(run)}{suggest(str(run), ALGORITHM_NAMES)}; "
             f"choose one of: {', '.join(ALGORITHM_NAMES)}"
         )
-    else:
-        algo_cls = get_algorithm_class(run)
+        run = None
 
     top_env, file_env, override_env = spec.get("env"), file_config.pop("env", None), override.pop("env", None)
     if top_env is not None and file_env is not None and top_env != file_env:
         problems.append(
-            f"{name}.env: {top_env!r} and {name}.config.env: {file_env!r} disagree; give the env once"
+            f"{name}.env: {shown(top_env)} and {name}.config.env: {shown(file_env)} disagree; "
+            "give the env once"
         )
     env = next((e for e in (override_env, top_env, file_env) if e is not None), None)
     raw_config, search_space, space_problems = split_search_space(
@@ -256,56 +226,29 @@ def build_experiment(
     if num_samples is not None:
         tune_settings.num_samples = num_samples
     if env is None:
+        problems.append(f"{name}.env: missing; e.g. one of: {', '.join(OWN_ENVS)}")
+    elif not isinstance(env, str) or not env_known(env):
         problems.append(
-            f"{name}.env: missing; e.g. one of: {', '.join([*PO_CONTROL_ENVS, *MULTI_AGENT_ENVS])}"
+            f"{name}.env: unknown env {shown(env)}{suggest(str(env), known_env_names())}; "
+            f"this package provides: {', '.join(OWN_ENVS)} (or any gymnasium / Tune-registered id)"
         )
-    elif not isinstance(env, str) or not _env_known(env):
-        problems.append(
-            f"{name}.env: unknown env {env!r}{_suggest(str(env), known_env_names())}; "
-            f"this package provides: {', '.join([*PO_CONTROL_ENVS, *MULTI_AGENT_ENVS])} "
-            "(or any gymnasium / Tune-registered id)"
-        )
-
-    stop_criteria = _validate_stop(name, spec.get("stop", {}) if stop is None else stop, problems)
-    checkpoint_freq = spec.get("checkpoint_freq", 0)
-    if isinstance(checkpoint_freq, bool) or not isinstance(checkpoint_freq, int) or checkpoint_freq < 0:
-        problems.append(
-            f"{name}.checkpoint_freq: must be an integer >= 0 (0: only at the end), got {checkpoint_freq!r}"
-        )
-    if not isinstance(spec.get("description", ""), str):
-        problems.append(f"{name}.description: must be a string, got {spec['description']!r}")
-    checkpoint_at_end = spec.get("checkpoint_at_end", True)
-    if not isinstance(checkpoint_at_end, bool):
-        problems.append(f"{name}.checkpoint_at_end: must be true or false, got {checkpoint_at_end!r}")
+        env = None
+    stop_criteria, stop_text_problems = stop_problems(spec.get("stop") or {} if stop is None else stop, name)
+    problems += stop_text_problems
 
     algo_config = None
-    if algo_cls is not None:
-        algo_config = _build_algo_config(name, run, algo_cls, raw_config, problems)
-    own_env = isinstance(env, str) and (env in PO_CONTROL_ENVS or env in MULTI_AGENT_ENVS)
-    if own_env and isinstance(raw_config.get("env_config", {}), dict):
-        problem = _env_config_problem(env, raw_config.get("env_config", {}))
-        if problem:
-            problems.append(f"{name}.config.env_config: {problem}")
-    if isinstance(run, str) and isinstance(env, str):
-        problem = _team_env_problem(run, env)
-        if problem:
-            problems.append(f"{name}.run: {problem}")
-    if algo_config is not None and isinstance(env, str) and not problems:
-        problem = _action_space_problem(run, env, raw_config.get("env_config", {}))
-        if problem:
-            problems.append(f"{name}.run: {problem}")
+    if run is not None and env is not None:
+        algo_config, config_problems = _checked_config(name, run, env, raw_config)
+        problems += config_problems
     if algo_config is not None and not problems:
         problems += tune_settings.problems(
             has_grid=any(d.is_grid for d in search_space.values()),
             evaluation_interval=algo_config.evaluation_interval,
         )
-        trial_spec = {k: v for k, v in spec.items() if k not in ("config", "tune")}
-        trial_spec |= {"env": env, "stop": stop_criteria}  # the env and stop as overridden
-        problems += _search_space_problems(name, trial_spec, raw_config, search_space)
+        problems += _search_space_problems(name, run, env, raw_config, search_space)
     if problems:
         raise ExperimentError(name, problems)
-    assert algo_config is not None
-    algo_config.environment(env)
+    assert algo_config is not None and run is not None and env is not None
     _samples_as_seeds(raw_config, search_space, tune_settings)
     if isinstance(raw_config.get("model_config"), dict) and "core" in raw_config["model_config"]:
         # Our modules have energy adapters: every evaluation logs the energy per decision.
@@ -320,8 +263,8 @@ def build_experiment(
         env=env,
         stop=stop_criteria,
         algo_config=algo_config,
-        checkpoint_freq=checkpoint_freq,
-        checkpoint_at_end=checkpoint_at_end,
+        checkpoint_freq=spec.get("checkpoint_freq", 0),
+        checkpoint_at_end=spec.get("checkpoint_at_end", True),
         raw={"env": env, "run": run, "stop": stop_criteria, "config": raw_config},
         search_space=search_space,
         tune=tune_settings,
@@ -342,23 +285,49 @@ def _samples_as_seeds(
 
 
 def _search_space_problems(
-    name: str, spec: dict[str, Any], base: dict[str, Any], space: dict[tuple[str, ...], SearchDomain]
+    name: str, run: str, env: str, base: dict[str, Any], space: dict[tuple[str, ...], SearchDomain]
 ) -> list[str]:
-    """Builds the experiment once more for every other value a search space can take (every grid
-    and choice value, both ends of a range), so a bad value fails now, not hours into a sweep.
+    """Checks the experiment at every value of its search space, then at every combination of
+    values, so a bad value or a bad combination fails now, not hours into a sweep.
 
-    ``spec`` is the experiment without config and tune, with the env and stop finally chosen."""
+    Each candidate value (every grid and choice value, both bounds of a range) is checked with the
+    other spaces at their first value: a problem reads ``key = value: problem``. Then every
+    combination of values that are fine alone, up to :data:`MAX_CORNERS`; a problem there names the
+    combination. A seed grid of non-negative integers is left at its first value: a seed changes no
+    setting."""
+    varied = {
+        path: domain.candidates()
+        for path, domain in space.items()
+        if not (path == SEED_PATH and all(isinstance(v, int) and v >= 0 for v in domain.candidates()))
+    }
     problems: list[str] = []
-    for path, domain in space.items():
-        if path == SEED_PATH and all(isinstance(v, int) and v >= 0 for v in domain.candidates()):
-            continue  # a seed changes no setting another seed accepts: no need to build each
-        for value in domain.candidates()[1:]:
-            try:
-                build_experiment(name, {**spec, "config": with_value(base, path, value)})
-            except ExperimentError as err:
-                key = f"{name}.config.{'.'.join(path)}"
-                # "key = value: problem", without naming the key twice when the problem is about it.
-                problems += [f"{key} = {value!r}: {p.removeprefix(key + ': ')}" for p in err.problems]
+
+    def check(corner: dict[tuple[str, ...], Any]) -> list[str]:
+        config = base
+        for path, value in corner.items():
+            config = with_value(config, path, value)
+        return _checked_config(name, run, env, config)[1]
+
+    bad: set[tuple[tuple[str, ...], str]] = set()
+    for path, values in varied.items():
+        key = f"{name}.config.{'.'.join(path)}"
+        for value in values[1:]:
+            for problem in check({path: value}):
+                bad.add((path, repr(value)))
+                rest = problem.removeprefix(key + ": ") if problem.startswith(key + ":") else problem
+                problems.append(f"{key} = {shown(value)}: {rest}")
+    combos = 1
+    for values in varied.values():
+        combos *= len(values)
+    if combos > MAX_CORNERS:
+        return problems
+    for values in itertools.product(*varied.values()):
+        corner = dict(zip(varied, values, strict=True))
+        changed = {p: v for p, v in corner.items() if v != varied[p][0] or type(v) is not type(varied[p][0])}
+        if len(changed) < 2 or any((p, repr(v)) in bad for p, v in changed.items()):
+            continue  # checked alone above
+        with_values = ", ".join(f"{'.'.join(p)} = {shown(v)}" for p, v in changed.items())
+        problems += [f"{problem} (with {with_values})" for problem in check(corner)]
     return problems
 
 
@@ -375,221 +344,85 @@ def _model_alias_to_model_config(config: dict[str, Any], where: str, problems: l
     return out
 
 
-# Algorithms that only act in continuous (Box) action spaces, and what to use instead.
-CONTINUOUS_ONLY = {"TD3": "RecurrentSAC (discrete SAC) or PPO"}
-
-
-def _action_space_problem(run: str, env: str, env_config: Any) -> str | None:
-    """TD3 on a Discrete env fails deep inside Ray; say so before it starts."""
-    if run not in CONTINUOUS_ONLY:
-        return None
-    try:
-        if env in PO_CONTROL_ENVS:
-            instance = make_po_control(env, env_config if isinstance(env_config, dict) else {})
-        elif env in gym.envs.registry:
-            instance = gym.make(env)
-        else:
-            return None  # a Tune-registered creator: RLlib checks it when the env is built
-    except Exception:  # the env's own problems are reported when RLlib builds it
-        return None
-    space = instance.action_space
-    instance.close()
-    if isinstance(space, gym.spaces.Box):
-        return None
-    return f"{run} needs continuous (Box) actions but {env} has {space}; use {CONTINUOUS_ONLY[run]}"
-
-
-# Algorithms that train a team of agents on one of MULTI_AGENT_ENVS (and nothing else).
-TEAM_ALGORITHMS = ("QMIX", "VDN")
-
-
-def _team_env_problem(run: str, env: str) -> str | None:
-    """QMIX/VDN need a team env (per-agent masks and a global state); the team envs need them."""
-    if run in TEAM_ALGORITHMS and (env in PO_CONTROL_ENVS or env in gym.envs.registry):
-        return (
-            f"{run} trains a team of agents; use one of the multi-agent envs: {', '.join(MULTI_AGENT_ENVS)}"
-        )
-    if env in MULTI_AGENT_ENVS and run not in TEAM_ALGORITHMS:
-        return f"{env} is a multi-agent team env; train it with {' or '.join(TEAM_ALGORITHMS)}"
-    return None
-
-
-def _env_config_problem(env: str, env_config: dict[str, Any]) -> str | None:
-    """Builds one of this package's envs with ``env_config`` once; what went wrong, or None."""
-    try:
-        probe = (
-            make_multi_agent_env(env, env_config)
-            if env in MULTI_AGENT_ENVS
-            else make_po_control(env, env_config)
-        )
-    except Exception as err:  # any error here would otherwise surface inside the EnvRunners
-        return str(err) if isinstance(err, ValueError) else f"{type(err).__name__}: {err}"
-    probe.close()
-    return None
-
-
-def _validate_stop(name: str, stop: Any, problems: list[str]) -> dict[str, float]:
-    if not isinstance(stop, dict):
-        problems.append(f"{name}.stop: must be a mapping of result key -> number, got {type(stop).__name__}")
-        return {}
-    out = {}
-    for key, value in stop.items():
-        if not isinstance(key, str):
-            problems.append(f"{name}.stop.{key}: a stop key must be a result key (a string), got {key!r}")
-            continue
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            problems.append(
-                f"{name}.stop.{key}: must be a finite number, got {value!r}{string_number_hint(value)}"
-            )
-            continue
-        out[STOP_KEY_ALIASES.get(key, key)] = value
-    return out
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-# Sizes and counts RLlib divides by or loops over: 0 would train on nothing or never stop sampling.
-POSITIVE_KEYS = (
-    "train_batch_size",
-    "train_batch_size_per_learner",
-    "minibatch_size",
-    "num_epochs",
-    "num_envs_per_env_runner",
-    "evaluation_duration",
-)
-# Settings whose RLlib default is None, so their type cannot be read off it: a value RLlib's default
-# stands for (None is always allowed, it means RLlib's default behaviour).
-NULLABLE_DEFAULTS = {
-    "seed": 0,
-    "train_batch_size_per_learner": 1,
-    "evaluation_interval": 1,
-    "grad_clip": 1.0,
-    "evaluation_config": {},
-}
-
-
-# Settings RLlib takes as a positive integer or "auto" (its default is one of the two, so the
-# type of the default alone would wrongly refuse the other).
-AUTO_OR_POSITIVE_INT = ("rollout_fragment_length", "evaluation_duration")
-
-
-def _type_problem(key: str, value: Any, default: Any) -> str | None:
-    """A message when ``value`` cannot stand where RLlib's default is ``default``."""
-    name, shown = key.rsplit(".", 1)[-1], default
-    if name in AUTO_OR_POSITIVE_INT:
-        if value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and value > 0):
-            return None
-        return f'{key}: must be an integer > 0 or "auto" (RLlib\'s default is {default!r}), got {value!r}'
-    if default is None:
-        if value is None or name not in NULLABLE_DEFAULTS:
-            return None
-        default = NULLABLE_DEFAULTS[name]
-    hint = ""
-    if isinstance(default, bool):
-        ok, want = isinstance(value, bool), "true or false"
-    elif isinstance(default, int):
-        ok, want = _is_number(value) and isinstance(value, int), "an integer"
-        hint = string_number_hint(value, integer=True)
-    elif isinstance(default, float):
-        if isinstance(value, (list, tuple)):
-            return schedule_problem(key, value, default)
-        ok, want = _is_number(value), f"a number or a schedule {SCHEDULE_EXAMPLE}"
-        hint = string_number_hint(value)
-        if ok and not math.isfinite(value):
-            return f"{key}: must be a finite number, got {value!r}"
-    elif isinstance(default, str):
-        ok, want = isinstance(value, str), "a string"
-    elif isinstance(default, dict):
-        ok, want = isinstance(value, dict), "a mapping"
-    elif isinstance(default, (list, tuple)):
-        ok, want = isinstance(value, (list, tuple)), "a list"
-    else:
-        return None
-    if not ok:
-        return f"{key}: must be {want} (RLlib's default is {shown!r}), got {value!r}{hint}"
-    # Sizes, counts and rates of RLlib are never negative.
-    if _is_number(value) and value < 0 and default >= 0:
-        return f"{key}: must be >= 0, got {value!r}"
-    if name in POSITIVE_KEYS and value == 0:
-        return f"{key}: must be > 0, got {value!r}"
-    return None
-
-
-def _build_algo_config(
-    name: str, run: str, algo_cls: type, raw: dict[str, Any], problems: list[str]
-) -> AlgorithmConfig | None:
-    default = algo_cls.get_default_config()
-    before = len(problems)
-    checked: dict[str, Any] = {}
-    public_keys = [a for a in vars(default) if not a.startswith("_")]
-    for key, value in raw.items():
-        attr = (
-            AlgorithmConfig._translate_special_keys(key, warn_deprecated=False)
-            if isinstance(key, str)
-            else key
-        )
-        if attr == "model_config":
-            continue
-        if not isinstance(attr, str) or not hasattr(default, attr):
-            problems.append(f"{name}.config.{key}: unknown key for {run}{_suggest(str(attr), public_keys)}")
-            continue
-        problem = _type_problem(f"{name}.config.{key}", value, getattr(default, attr))
-        if problem:
-            problems.append(problem)
-            continue
-        checked[key] = value
-
-    model_config = raw.get("model_config", {})
-    spiking = None
+def _model_config_problems(run: str, model_config: Any, where: str) -> list[str]:
+    """The spiking model's settings (with ``core``) or the keys of RLlib's default model."""
     if not isinstance(model_config, dict):
-        problems.append(f"{name}.config.model_config: must be a mapping, got {type(model_config).__name__}")
-    elif "core" in model_config:
+        return [f"{where}: must be a mapping, got {type(model_config).__name__}"]
+    if "core" in model_config:
         if run not in algorithms_with_spiking_modules():
-            problems.append(
-                f"{name}.config.model_config.core: algorithm {run} has no spiking RLModule; "
+            return [
+                f"{where}.core: algorithm {run} has no spiking RLModule; "
                 f"use one of: {', '.join(algorithms_with_spiking_modules())}"
-            )
-        else:
-            errors = model_config_errors(model_config, where=f"{name}.config.model_config")
-            problems += errors
-            if not errors:
-                spiking = SpikingModelConfig.from_model_config(model_config)
-    else:
-        allowed = [f.name for f in fields(DefaultModelConfig)]
-        for key in model_config:
-            if key not in allowed:
-                problems.append(
-                    f"{name}.config.model_config.{key}: unknown key for RLlib's default model"
-                    f"{_suggest(str(key), allowed)}; add `core: {'|'.join(CORE_NAMES)}` for a spiking model"
-                )
-    if len(problems) > before:
-        return None
+            ]
+        return model_config_errors(model_config, where=where)
+    allowed = [f.name for f in dataclass_fields(DefaultModelConfig)]
+    return [
+        f"{where}.{key}: unknown key for RLlib's default model{suggest(str(key), allowed)}; "
+        f"add `core: {'|'.join(CORE_NAMES)}` for a spiking model"
+        for key in model_config
+        if key not in allowed
+    ]
+
+
+def _checked_config(
+    name: str, run: str, env: str, raw: dict[str, Any]
+) -> tuple[AlgorithmConfig | None, list[str]]:
+    """The experiment's AlgorithmConfig and every problem with it, in RLlib's order: keys and types,
+    then values and ranges (of the well-typed keys, so that all are reported together), then, once
+    everything else is valid, RLlib's ``validate()`` (cross-field rules)."""
+    where = f"{name}.config"
+    default = get_algorithm_class(run).get_default_config()
+    settings = {k: v for k, v in raw.items() if k != "model_config"}
+    problems = key_problems(default, settings, where)
+    well_typed = {
+        k: v for k, v in settings.items() if not any(p.startswith(f"{where}.{k}:") for p in problems)
+    }
+    model_config = raw.get("model_config", {})
+    model_problems = _model_config_problems(run, model_config, f"{where}.model_config")
+    problems += model_problems
+    env_config = raw.get("env_config", {})
+    if isinstance(env_config, dict):
+        problem = env_config_problem(env, env_config)
+        if problem:
+            problems.append(f"{where}.env_config: {problem}")
+    problem = pairing_problem(run, env, env_config if isinstance(env_config, dict) else {})
+    if problem:
+        problems.append(f"{name}.run: {problem}")
 
     try:
-        config = default.update_from_dict(checked)
-        if spiking is not None:
-            # The model_config lives on the AlgorithmConfig, not inside the spec: Tune samples
-            # search spaces only in plain dicts (config.to_dict()["_model_config"]), and RLlib merges
-            # it into the spec when it builds the modules.
-            spec = RLModuleSpec(module_class=spiking_module_class(run))
-            config.rl_module(rl_module_spec=spec, model_config=spiking.model_dump())
-            # An algorithm with its own input pipeline (QMIX: agent id and previous action) keeps it.
-            if spiking.prev_action_reward and config._env_to_module_connector is None:
-                config.env_runners(env_to_module_connector=prev_action_reward_connector)
-            # The surrogate-width schedule callback and PPO's firing-rate-penalty learner.
-            add_spiking_training_controls(config, run, spiking)
-        elif model_config:
+        config = default.update_from_dict(well_typed).environment(env)
+        if not model_problems:
+            _add_model(config, run, model_config)
+    except Exception as err:  # RLlib's setters refuse some values; report them as config problems
+        return None, [*problems, f"{where}: {type(err).__name__}: {err}"]
+    names = {attribute(key): key for key in settings}
+    problems += range_problems(config, where, names)
+    if not problems:
+        own = getattr(config, "cross_field_problems", None)
+        problems = [f"{where}.{p}" for p in own()] if own else []
+    if not problems:
+        problems = validate_problems(config, where, names)
+        if config.evaluation_config:
+            evaluation = config.get_evaluation_config_object()
+            problems += range_problems(evaluation, f"{where}.evaluation_config", names)
+    return (None, problems) if problems else (config, [])
+
+
+def _add_model(config: AlgorithmConfig, run: str, model_config: dict[str, Any]) -> None:
+    """Our spiking RLModule for ``run`` when ``model_config`` picks a ``core``, else RLlib's default
+    model with these keys."""
+    if "core" not in model_config:
+        if model_config:
             config.rl_module(model_config=model_config)
-    except Exception as err:  # RLlib's own setters reject some values; report them as config problems
-        problems.append(f"{name}.config: {type(err).__name__}: {err}")
-        return None
-    # Algorithms of this package check their own settings (ranges, allowed values) without Ray.
-    own_errors = getattr(config, "off_policy_errors", None)
-    if own_errors is not None:
-        errors = own_errors()
-        problems += [f"{name}.config.{e}" for e in errors]
-        if errors:
-            return None
-    return config
+        return
+    spiking = SpikingModelConfig.from_model_config(model_config)
+    # The model_config lives on the AlgorithmConfig, not inside the spec: Tune samples search
+    # spaces only in plain dicts (config.to_dict()["_model_config"]), and RLlib merges it into the
+    # spec when it builds the modules.
+    spec = RLModuleSpec(module_class=spiking_module_class(run))
+    config.rl_module(rl_module_spec=spec, model_config=spiking.model_dump())
+    # An algorithm with its own input pipeline (QMIX: agent id and previous action) keeps it.
+    if spiking.prev_action_reward and config._env_to_module_connector is None:
+        config.env_runners(env_to_module_connector=prev_action_reward_connector)
+    # The surrogate-width schedule callback and PPO's firing-rate-penalty learner.
+    add_spiking_training_controls(config, run, spiking)

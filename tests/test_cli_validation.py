@@ -175,7 +175,7 @@ BAD_FILES = {
         good_with("run: PPO", "run: RecurrentSAC").replace(
             "    lr: 0.0003\n    train_batch_size: 400\n", "    replay_start_state: recorded\n"
         ),
-        ["replay_start_state must be one of: zero, stored", "'recorded'"],
+        ["replay_start_state: must be one of: zero, stored", "'recorded'"],
     ),
     "core_on_algorithm_without_spiking_module": (
         good_with("run: PPO", "run: DQN").replace("    lr: 0.0003\n    train_batch_size: 400\n", ""),
@@ -426,7 +426,7 @@ def test_top_level_env_and_the_same_config_env_is_fine(write):
 )
 def test_resume_warns_that_stop_config_and_checkpoint_freq_are_ignored(extra, named, write, capsys):
     with pytest.raises(RayStarted):  # the warning comes before Ray starts
-        main(["train", "file", str(write(GOOD)), "--resume", *extra])
+        main(["train", "file", str(write(GOOD)), "--num-cpus", "3", "--resume", *extra])
     err = capsys.readouterr().err
     assert "warning" in err and "ignored" in err and "resume" in err
     for option in named:
@@ -436,13 +436,13 @@ def test_resume_warns_that_stop_config_and_checkpoint_freq_are_ignored(extra, na
 
 def test_resume_alone_does_not_warn(write, capsys):
     with pytest.raises(RayStarted):
-        main(["train", "file", str(write(GOOD)), "--resume"])
+        main(["train", "file", str(write(GOOD)), "--num-cpus", "3", "--resume"])
     assert "warning" not in capsys.readouterr().err
 
 
 def test_options_without_resume_do_not_warn(write, capsys):
     with pytest.raises(RayStarted):
-        main(["train", "file", str(write(GOOD)), "--stop", '{"training_iteration": 2}'])
+        main(["train", "file", str(write(GOOD)), "--num-cpus", "3", "--stop", '{"training_iteration": 2}'])
     assert "warning" not in capsys.readouterr().err
 
 
@@ -633,7 +633,12 @@ def test_json_options_round_trip():
     [
         ("rollout_fragment_length: 50", True),
         ("rollout_fragment_length: auto", True),
-        ("evaluation_duration: auto", True),
+        # RLlib takes "auto" only for evaluation parallel to training (its validate() says so).
+        (
+            "evaluation_duration: auto\n    evaluation_parallel_to_training: true\n"
+            "    evaluation_num_env_runners: 1",
+            True,
+        ),
         ("evaluation_duration: 5", True),
         ("rollout_fragment_length: 0", False),
         ("evaluation_duration: -3", False),
@@ -641,7 +646,8 @@ def test_json_options_round_trip():
     ],
 )
 def test_settings_that_take_an_integer_or_auto(setting, ok, write):
-    """RLlib's default is "auto" for one and 10 for the other; both forms are valid for both."""
+    """RLlib's default is "auto" for one and 10 for the other; both forms are valid for both (where
+    RLlib's own rules allow "auto")."""
     text = good_with("    lr: 0.0003\n", f"    lr: 0.0003\n    {setting}\n")
     if ok:
         load_experiments(write(text))

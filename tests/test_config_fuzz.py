@@ -32,9 +32,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from rllib_grsn.algorithms.registry import ALGORITHM_NAMES
+from rllib_grsn.checks.envs import env_known as _env_known
 from rllib_grsn.cli import main
 from rllib_grsn.envs.smax import SMAX_MAPS
-from rllib_grsn.experiment import _env_known
 from rllib_grsn.neurons import CORE_NAMES
 
 REPO = Path(__file__).resolve().parents[1]

@@ -44,7 +44,7 @@ SPIKY = {"hidden": 16, "threshold": 0.05, "max_seq_len": 8}
 
 @pytest.mark.parametrize(
     ("value", "expected"),
-    [(-0.1, "greater than or equal to 0"), (True, "valid number"), ("1e-3", "write 1.0e-3")],
+    [(-0.1, "must be >= 0"), (True, "must be a number"), ("1e-3", "write 1.0e-3")],
 )
 def test_bad_penalty_is_reported_with_its_key(value, expected):
     (problem,) = model_config_errors(

@@ -11,6 +11,7 @@ import pytest
 import torch
 from ray.rllib.core import DEFAULT_MODULE_ID
 from ray.rllib.utils.torch_utils import convert_to_torch_tensor
+from stop_keys import assert_every_result_key_can_stop_a_run
 
 from rllib_grsn.evaluation import evaluate_checkpoint
 from rllib_grsn.experiment import build_experiment
@@ -178,6 +179,7 @@ def test_one_iteration_trains_every_core(ray_session, run, core, env):
             torch.testing.assert_close(value, after[key], msg=key)
         losses = result["learners"][DEFAULT_MODULE_ID]
         assert np.isfinite(losses["critic_loss"]) and np.isfinite(losses["actor_loss"])
+        assert_every_result_key_can_stop_a_run(result)
     finally:
         algo.stop()
 
@@ -188,6 +190,7 @@ def test_checkpoint_restores_weights_replay_and_evaluates(ray_session, tmp_path)
     try:
         result = algo.train()
         assert "episode_return_mean" in result["evaluation"]["env_runners"]
+        assert_every_result_key_can_stop_a_run(result)
         stored = algo.replay_buffer.num_timesteps()
         weights = algo.learner_group.get_weights()[DEFAULT_MODULE_ID]
         window = algo.replay_buffer.sample(4, seq_len=8)

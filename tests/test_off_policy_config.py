@@ -29,11 +29,12 @@ def test_defaults_are_pomdp_baselines_and_td3_papers():
 @pytest.mark.parametrize(
     ("config", "message"),
     [
-        (TD3Config().training(tau=2.0), "tau must be in (0, 1]"),
-        (TD3Config().training(policy_delay=0), "policy_delay must be an integer >= 1"),
-        (TD3Config().training(replay_start_state="r2d2"), "replay_start_state must be one of: zero, stored"),
-        (RecurrentSACConfig().training(target_entropy="high"), "target_entropy must be 'auto' or a number"),
-        (RecurrentSACConfig().training(burn_in=-1), "burn_in must be an integer >= 0"),
+        (TD3Config().training(tau=2.0), "tau: must be <= 1"),
+        (TD3Config().training(policy_delay=0), "policy_delay: must be > 0"),
+        (TD3Config().training(replay_start_state="r2d2"), "replay_start_state: must be one of: zero, stored"),
+        (RecurrentSACConfig().training(target_entropy="high"), 'target_entropy: must be a number or "auto"'),
+        (RecurrentSACConfig().training(burn_in=-1), "burn_in: must be >= 0"),
+        (TD3Config().training(gamma=1.5), "gamma: must be <= 1"),
     ],
 )
 def test_validate_names_the_bad_setting(config, message):

@@ -8,6 +8,7 @@ import ray
 import torch
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 from ray.rllib.env.multi_agent_env_runner import MultiAgentEnvRunner
+from stop_keys import assert_every_result_key_can_stop_a_run
 
 import rllib_grsn.envs
 from rllib_grsn.algorithms.qmix import SHARED_MODULE_ID, QMixConfig, TeamEpisodeReplay, team_episode
@@ -173,6 +174,7 @@ def test_every_sampled_env_step_reaches_the_replay(local_ray):
             replay = algo.replay_buffer
             sampled = result["env_runners"]["num_env_steps_sampled_lifetime"]
             assert replay.num_env_steps + replay.num_unfinished_env_steps == sampled
+            assert_every_result_key_can_stop_a_run(result)
             assert replay.num_added == len(replay)
             held.append(replay.num_unfinished)
     finally:
@@ -193,6 +195,7 @@ def test_two_step_game_qmix_finds_8_vdn_settles_for_7(local_ray, mixer, expected
         for _ in range(6):
             result = algo.train()
         assert result["evaluation"]["env_runners"]["team_return_mean"] == expected
+        assert_every_result_key_can_stop_a_run(result)
     finally:
         algo.stop()
 
@@ -252,14 +255,14 @@ def test_checkpoint_restores_weights_counters_and_evaluates_win_rate(local_ray, 
         ([[0, 1e-3]], "2 or more [timestep, value]"),
         ([[100, 1e-3], [1000, 1e-4]], "must start at timestep 0"),
         ([[0, 1e-3], [1000, -1e-4]], "values must be >= 0"),
-        ("fast", "lr must be a number >= 0 or a schedule"),
-        (-1e-3, "lr must be a number >= 0 or a schedule"),
+        ("fast", "lr: must be a number >= 0 or a schedule"),
+        (-1e-3, "lr: must be >= 0"),
     ],
 )
 def test_a_bad_lr_or_lr_schedule_is_refused_naming_lr(lr, problem):
     config = QMixConfig().training(lr=[[0, 1e-3], [2_000_000, 1e-4]])
-    assert config.off_policy_errors() == []
-    errors = config.training(lr=lr).off_policy_errors()
+    assert config.settings_problems() == []
+    errors = config.training(lr=lr).settings_problems()
     assert len(errors) == 1 and "lr" in errors[0] and problem in errors[0], errors
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import pytest
+from stop_keys import assert_every_result_key_can_stop_a_run
 
 from rllib_grsn.tracking.stale_evaluation import DropStaleEvaluation, evaluates_in
 
@@ -68,3 +69,4 @@ def test_a_real_run_reports_each_test_in_its_own_iteration_only(ray_session, tmp
     finally:
         algo.stop()
     assert ["evaluation" in r for r in results] == [False, True, False]
+    assert_every_result_key_can_stop_a_run(results[1])

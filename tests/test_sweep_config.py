@@ -140,7 +140,7 @@ def test_range_bounds_are_validated(write):
     problems = _problems(
         write(SWEEP.replace("decay: {grid_search: [0.3, 0.8]}", "decay: {uniform: [0.5, 1.5]}"))
     )
-    assert any(p.startswith("sw.config.model_config.decay = 1.5: ") and "less than 1" in p for p in problems)
+    assert any(p.startswith("sw.config.model_config.decay = 1.5: ") and "must be < 1" in p for p in problems)
 
 
 def test_num_samples_without_a_seed_search_becomes_a_seed_grid(write):
@@ -155,11 +155,12 @@ def test_num_samples_without_a_seed_search_becomes_a_seed_grid(write):
 
 def test_tune_section_problems_name_the_key(write):
     assert _problems(write(SWEEP.replace("max_concurrent_trials: 2", "max_trials: 2"))) == [
-        "sw.tune.max_trials: unknown key; allowed keys: num_samples, max_concurrent_trials, max_failures, "
+        "sw.tune.max_trials: unknown key (did you mean: max_concurrent_trials, max_failures?); allowed keys: "
+        "num_samples, max_concurrent_trials, max_failures, "
         "metric, mode, scheduler, search_alg"
     ]
     problems = _problems(write(SWEEP.replace("metric: eval_return", "metric: eval_return, mode: best")))
-    assert problems[0].startswith("sw.tune.mode: Input should be 'max' or 'min'")
+    assert problems[0].startswith("sw.tune.mode: must be one of: max, min (got 'best')")
     problems = _problems(write(SWEEP.replace("tune: {", "tune: {search_alg: optuna, ")))
     assert any("Optuna cannot sample grid_search; use choice" in p for p in problems)
     problems = _problems(write(SWEEP.replace("tune: {", "tune: {scheduler: asha, ")))

@@ -1,17 +1,22 @@
-"""What the AlgorithmConfigs of this package share: setting only the provided values, and checks
-of their own settings that run both in ``validate`` and before Ray starts (``rllib train file``)."""
+"""The base of this package's AlgorithmConfigs: their own settings are a pydantic model.
+
+A subclass names its model in ``settings`` (fields, defaults, types and ranges in one place). The
+config starts with the model's defaults, ``training(**kwargs)`` sets the model's fields next to
+RLlib's own, and ``validate()`` checks them, with :class:`~rllib_grsn.checks.rllib_settings.CommonRanges`,
+after RLlib's own checks. ``rllib train file`` runs the same checks before Ray starts.
+"""
 
 from __future__ import annotations
 
-import math
-from typing import Any
+from typing import Any, ClassVar, Self
 
+from pydantic import BaseModel, ConfigDict
 from ray.rllib.algorithms.algorithm_config import AlgorithmConfig, NotProvided
 
-from rllib_grsn.modules.model_config import string_number_hint
+from rllib_grsn.checks.rllib_settings import range_problems
 
-# How a float setting of RLlib (lr, entropy_coeff) is written as a schedule over lifetime env steps.
-SCHEDULE_EXAMPLE = "[[0, 0.001], [100000, 0.0001]]"
+# Strict types (a size is an integer, ``true`` is not 1), no NaN or infinity, no unknown fields.
+SETTINGS = ConfigDict(strict=True, allow_inf_nan=False, extra="forbid")
 
 
 def set_provided(config: AlgorithmConfig, **values: Any) -> None:
@@ -21,63 +26,37 @@ def set_provided(config: AlgorithmConfig, **values: Any) -> None:
             setattr(config, key, value)
 
 
-def is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def integer_errors(config: AlgorithmConfig, minimums: dict[str, int]) -> list[str]:
-    """One message per setting that is not an integer >= its minimum (``True`` is not 1 here)."""
-    errors = []
-    for key, minimum in minimums.items():
-        value = getattr(config, key)
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            errors.append(f"{key} must be an integer >= {minimum}, got {value!r}")
-    return errors
-
-
-def schedule_problem(key: str, schedule: list | tuple, default: float) -> str | None:
-    """RLlib's schedule format for float settings (``lr``, ``entropy_coeff``): [[timestep, value], ...].
-
-    Checked as RLlib checks it later (Scheduler.validate, PiecewiseSchedule): two or more pairs of
-    finite numbers, timesteps >= 0, starting at 0 and in increasing order.
-    """
-    pairs_ok = len(schedule) >= 2 and all(
-        isinstance(p, (list, tuple)) and len(p) == 2 and all(is_number(x) for x in p) for p in schedule
-    )
-    if not pairs_ok:
-        strings = [x for p in schedule if isinstance(p, (list, tuple)) for x in p if isinstance(x, str)]
-        hint = next((h for h in map(string_number_hint, strings) if h), "")
-        return (
-            f"{key}: must be a number or a schedule of 2 or more [timestep, value] number pairs, "
-            f"e.g. {SCHEDULE_EXAMPLE} (RLlib's default is {default!r}), got {schedule!r}{hint}"
-        )
-    if not all(math.isfinite(x) for p in schedule for x in p):
-        return f"{key}: schedule numbers must be finite, got {schedule!r}"
-    timesteps = [p[0] for p in schedule]
-    if any(t < 0 for t in timesteps):
-        return f"{key}: schedule timesteps must be >= 0, got {schedule!r}"
-    if timesteps[0] != 0:
-        return f"{key}: a schedule must start at timestep 0 ([[0, initial value], ...]), got {schedule!r}"
-    if timesteps != sorted(timesteps):
-        return f"{key}: schedule timesteps must be in increasing order, got {schedule!r}"
-    if default >= 0 and any(p[1] < 0 for p in schedule):
-        return f"{key}: schedule values must be >= 0, got {schedule!r}"
-    return None
-
-
 class SelfCheckingConfig(AlgorithmConfig):
-    """An AlgorithmConfig whose own settings are checked by :meth:`off_policy_errors`.
+    """An AlgorithmConfig whose own settings are the fields of its ``settings`` model."""
 
-    ``rllib train file`` calls it before Ray starts (so a bad value fails in a second, naming the
-    key), and ``validate`` calls it again for configs built in Python.
-    """
+    settings: ClassVar[type[BaseModel]]
+
+    def __init__(self, algo_class: type | None = None):
+        super().__init__(algo_class=algo_class)
+        set_provided(self, **self.settings().model_dump())
+
+    def training(self, **kwargs: Any) -> Self:
+        """RLlib's ``training`` settings plus the fields of ``settings`` (see its descriptions)."""
+        own = {k: kwargs.pop(k) for k in list(kwargs) if k in self.settings.model_fields}
+        super().training(**kwargs)
+        set_provided(self, **own)
+        return self
 
     def validate(self) -> None:
         super().validate()
-        errors = self.off_policy_errors()
+        errors = self.settings_problems()
         if errors:
             self._value_error("; ".join(errors))
 
-    def off_policy_errors(self) -> list[str]:
-        """One message per bad setting of this algorithm (empty when all are valid)."""
+    def settings_problems(self, where: str = "", names: dict[str, str] | None = None) -> list[str]:
+        """One line per bad setting: the ``settings`` model, the ranges every algorithm shares, and
+        the cross-field rules of :meth:`cross_field_problems` once each value is valid."""
+        problems = range_problems(self, where, names or {})
+        if not problems:
+            prefix = f"{where}." if where else ""
+            problems = [f"{prefix}{p}" for p in self.cross_field_problems()]
+        return problems
+
+    def cross_field_problems(self) -> list[str]:
+        """Rules between settings (``key: problem`` lines); none by default."""
         return []

@@ -17,13 +17,13 @@ points and constant after the last (:func:`scheduled_value`). Modules are built 
 from __future__ import annotations
 
 import itertools
-import math
-import re
 from collections.abc import Sequence
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, field_validator
 
+from rllib_grsn.checks.problems import pydantic_problems
+from rllib_grsn.checks.schedules import is_number, number_or_schedule_problem
 from rllib_grsn.neurons import CORE_NAMES
 
 CoreName = Literal[CORE_NAMES]  # the neuron registry's names, so a new core needs no edit here
@@ -82,7 +82,9 @@ class SpikingModelConfig(BaseModel):
     @field_validator("alpha", mode="before")
     @classmethod
     def _alpha_number_or_schedule(cls, value: Any) -> Any:
-        problem = alpha_problem(value)
+        problem = number_or_schedule_problem(
+            value, positive=True, example=ALPHA_SCHEDULE_EXAMPLE, meaning=" (the surrogate width of Eq. 6)"
+        )
         if problem:
             raise ValueError(problem)
         return value
@@ -116,112 +118,15 @@ class SpikingModelConfig(BaseModel):
 
 def model_config_errors(model_config: dict[str, Any], where: str = "config.model_config") -> list[str]:
     """Human-readable problems with ``model_config`` (empty when valid), one per bad key."""
+    allowed = list(SpikingModelConfig.model_fields)
     not_names = [key for key in model_config if not isinstance(key, str)]
     if not_names:  # YAML keys such as `1:` or `.nan:`, which cannot name a field
-        allowed = ", ".join(SpikingModelConfig.model_fields)
-        return [f"{where}.{key}: unknown key; allowed keys: {allowed}" for key in not_names]
+        return [f"{where}.{key}: unknown key; allowed keys: {', '.join(allowed)}" for key in not_names]
     try:
         SpikingModelConfig(**model_config)
     except ValidationError as err:
-        return [_describe(where, e) for e in err.errors()]
+        return pydantic_problems(err, where, SpikingModelConfig)
     return []
-
-
-def _describe(where: str, error: dict[str, Any]) -> str:
-    key = ".".join(str(p) for p in error["loc"])
-    if error["type"] == "extra_forbidden":
-        allowed = ", ".join(SpikingModelConfig.model_fields)
-        return f"{where}.{key}: unknown key; allowed keys: {allowed}"
-    if error["loc"] == ("alpha",) and error["type"] == "value_error":
-        # alpha_problem's message already shows the value and an example; pydantic's
-        # "Value error, " prefix and a second "(got ...)" would only repeat it.
-        return f"{where}.{key}: {error['ctx']['error']}"
-    value = error.get("input")
-    hint = ""
-    if error["type"] in ("int_type", "float_type"):
-        hint = string_number_hint(value, integer=error["type"] == "int_type")
-    return f"{where}.{key}: {error['msg']} (got {value!r}){hint}"
-
-
-_EXPONENT = re.compile(r"([+-]?)(\d*\.?\d*)[eE]([+-]?)(\d+)")
-
-
-def string_number_hint(value: Any, *, integer: bool = False) -> str:
-    """A hint for a number that arrived as a string, or "".
-
-    YAML 1.1 (PyYAML) reads ``1e-3`` and ``1.0e3`` as strings: a float needs a dot and a signed
-    exponent. The hint shows what to write instead: ``" (YAML reads 1e-3 as a string; write 1.0e-3)"``.
-    """
-    if not isinstance(value, str):
-        return ""
-    text = value.strip()
-    try:
-        number = float(text)
-    except ValueError:
-        return ""
-    if not math.isfinite(number):
-        return ""
-    match = _EXPONENT.fullmatch(text)
-    if integer and number.is_integer():
-        fix = str(int(number))
-    elif match:
-        sign, mantissa, exp_sign, digits = match.groups()
-        if "." not in mantissa:
-            mantissa += ".0"
-        fix = f"{sign}{mantissa}e{exp_sign or '+'}{digits}"
-    else:
-        fix = text
-    if fix == text:
-        fix += " without quotes"
-    return f" (YAML reads {text} as a string; write {fix})"
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def alpha_problem(value: Any) -> str | None:
-    """What is wrong with an ``alpha`` value (a number > 0 or a schedule), or None.
-
-    Worded like the experiment's checks of RLlib's float settings (``lr``, ``entropy_coeff``), without
-    the key, which the caller puts in front: a schedule is 2 or more ``[timestep, value]`` pairs of
-    finite numbers, timesteps starting at 0 and increasing, values > 0 (a width of 0 would zero every
-    surrogate gradient).
-    """
-    if _is_number(value):
-        if not math.isfinite(value):
-            return f"must be a finite number, got {value!r}"
-        if value <= 0:
-            return f"must be > 0 (the surrogate width of Eq. 6), got {value!r}"
-        return None
-    pairs_ok = (
-        isinstance(value, list | tuple)
-        and len(value) >= 2
-        and all(isinstance(p, list | tuple) and len(p) == 2 and all(map(_is_number, p)) for p in value)
-    )
-    if not pairs_ok:
-        if isinstance(value, list | tuple):
-            strings = [x for p in value if isinstance(p, list | tuple) for x in p if isinstance(x, str)]
-        else:
-            strings = [value]
-        hint = next((h for h in map(string_number_hint, strings) if h), "")
-        return (
-            "must be a number > 0 or a schedule of 2 or more [timestep, value] number pairs, "
-            f"e.g. {ALPHA_SCHEDULE_EXAMPLE}, got {value!r}{hint}"
-        )
-    if not all(math.isfinite(x) for p in value for x in p):
-        return f"schedule numbers must be finite, got {value!r}"
-    timesteps = [p[0] for p in value]
-    if timesteps[0] != 0:
-        return (
-            f"a schedule must start at timestep 0 ([[0, initial value], ...]), e.g. "
-            f"{ALPHA_SCHEDULE_EXAMPLE}, got {value!r}"
-        )
-    if any(b <= a for a, b in itertools.pairwise(timesteps)):
-        return f"schedule timesteps must increase, e.g. {ALPHA_SCHEDULE_EXAMPLE}, got {value!r}"
-    if any(p[1] <= 0 for p in value):
-        return f"schedule values must be > 0 (the surrogate width of Eq. 6), got {value!r}"
-    return None
 
 
 def scheduled_value(schedule: float | Sequence[Sequence[float]], timestep: float) -> float:
@@ -231,7 +136,7 @@ def scheduled_value(schedule: float | Sequence[Sequence[float]], timestep: float
     and ``v_last`` from the last point on, as RLlib's ``PiecewiseSchedule`` evaluates ``lr``
     schedules (with ``outside_value`` = the last value).
     """
-    if _is_number(schedule):
+    if is_number(schedule):
         return float(schedule)
     for (t0, v0), (t1, v1) in itertools.pairwise(schedule):
         if t0 <= timestep < t1:

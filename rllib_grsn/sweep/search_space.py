@@ -24,7 +24,7 @@ from typing import Any
 
 from ray.rllib.algorithms.algorithm_config import AlgorithmConfig
 
-from rllib_grsn.modules.model_config import string_number_hint
+from rllib_grsn.checks.problems import shown, value_hint
 
 Path = tuple[str, ...]
 
@@ -78,8 +78,7 @@ def _is_number(value: Any) -> bool:
 
 def _domain(kind: str, value: Any, where: str) -> tuple[SearchDomain | None, str | None]:
     """The domain of ``{kind: value}``, or a problem naming ``where`` and what is allowed."""
-    hint = next((h for h in map(string_number_hint, value if isinstance(value, list) else []) if h), "")
-    bad = f"{where}: {{{kind}: ...}} needs {MARKERS[kind]}, got {value!r}{hint}"
+    bad = f"{where}: {{{kind}: ...}} needs {MARKERS[kind]}, got {shown(value)}{value_hint(value)}"
     if kind in ("grid_search", "choice"):
         if not isinstance(value, list) or not value:
             return None, bad
@@ -110,6 +109,12 @@ def split_search_space(
             return node
         if len(node) == 1:
             (key, value), label = next(iter(node.items())), ".".join((where, *path))
+            if key in MARKERS and not path:
+                problems.append(
+                    f"{where}: a search space over the whole config cannot be checked or logged per key; "
+                    f"put it on each key that varies, e.g. lr: {{{key}: [...]}}"
+                )
+                return {}
             if key in MARKERS:
                 domain, problem = _domain(key, value, label)
                 if problem:

@@ -25,6 +25,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
 
+from rllib_grsn.checks.problems import pydantic_problems
+
 # Short metric names -> RLlib new-stack result keys (Tune's "/"-flattened form).
 METRIC_ALIASES = {
     "return": "env_runners/episode_return_mean",
@@ -139,33 +141,8 @@ def parse_tune_settings(section: Any, where: str) -> tuple[TuneSettings, list[st
         return TuneSettings(), []
     if not isinstance(section, dict):
         return TuneSettings(), [f"{where}: must be a mapping, got {type(section).__name__}"]
-    not_names = [key for key in section if not isinstance(key, str)]
-    if not_names:  # YAML keys such as `1:`, which cannot name a setting
-        return TuneSettings(), [
-            f"{where}.{key}: unknown key; allowed keys: {', '.join(TuneSettings.model_fields)}"
-            for key in not_names
-        ]
-    data = dict(section)
-    for key in ("scheduler", "search_alg"):
-        if key in data:
-            data[key] = _shorthand(data[key])
+    data = {key: _shorthand(v) if key in ("scheduler", "search_alg") else v for key, v in section.items()}
     try:
-        return TuneSettings(**data), []
+        return TuneSettings.model_validate(data), []
     except ValidationError as err:
-        problems = []
-        for e in err.errors():
-            key = ".".join(str(p) for p in e["loc"])
-            if e["type"] == "extra_forbidden":
-                problems.append(f"{where}.{key}: unknown key; allowed keys: {', '.join(_allowed(e['loc']))}")
-            else:
-                problems.append(f"{where}.{key}: {e['msg']} (got {e.get('input')!r})")
-        return TuneSettings(), problems
-
-
-def _allowed(loc: tuple[Any, ...]) -> list[str]:
-    model: type[BaseModel] = TuneSettings
-    if loc and loc[0] == "scheduler":
-        model = ASHASettings
-    elif loc and loc[0] == "search_alg":
-        model = OptunaSettings
-    return list(model.model_fields)
+        return TuneSettings(), pydantic_problems(err, where, TuneSettings)

@@ -10,18 +10,12 @@ the same.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal, Self
 
-from ray.rllib.algorithms.algorithm_config import NotProvided
+from pydantic import BaseModel, Field, NonNegativeInt, PositiveFloat, PositiveInt, model_validator
 
-from rllib_grsn.algorithms.config_checks import (
-    SCHEDULE_EXAMPLE,
-    SelfCheckingConfig,
-    integer_errors,
-    is_number,
-    schedule_problem,
-    set_provided,
-)
+from rllib_grsn.algorithms.config_checks import SETTINGS, SelfCheckingConfig
+from rllib_grsn.checks.rllib_settings import UnitInterval
 from rllib_grsn.modules.connectors import AgentRowOrder, agent_inputs_connector
 from rllib_grsn.modules.qmix import MIXERS
 from rllib_grsn.tracking.team_metrics import TeamMetricsCallback
@@ -45,38 +39,56 @@ def with_agent_row_order(pipeline: Any) -> Any:
     return pipeline
 
 
-def lr_errors(lr: Any) -> list[str]:
-    """The problem with ``lr``, a number >= 0 or a schedule in RLlib's format (empty when valid)."""
-    if isinstance(lr, (list, tuple)):
-        problem = schedule_problem("lr", lr, 1e-3)
-        return [] if problem is None else [problem]
-    if is_number(lr) and lr >= 0:
-        return []
-    return [f"lr must be a number >= 0 or a schedule such as {SCHEDULE_EXAMPLE}, got {lr!r}"]
+class QMixSettings(BaseModel):
+    """QMIX's own settings (``config:`` keys), pymarl2's ``qmix.yaml`` values by default."""
+
+    model_config = SETTINGS
+
+    mixer: Literal[MIXERS] = Field(  # type: ignore[valid-type]
+        "qmix", description="qmix (monotonic hypernetwork mixer over the global state) or vdn (sum)"
+    )
+    mixing_embed_dim: PositiveInt = Field(32, description="QMixer's mixing embedding size")
+    hypernet_hidden: PositiveInt = Field(64, description="hidden size of QMixer's hypernetworks")
+    double_q: bool = Field(True, description="pick the next action online, value it with the target")
+    td_lambda: UnitInterval = Field(0.6, description="lambda of the TD(lambda) targets (0: one-step)")
+    epsilon_start: UnitInterval = Field(1.0, description="epsilon-greedy: first value")
+    epsilon_finish: UnitInterval = Field(0.05, description="epsilon-greedy: value after the anneal")
+    epsilon_anneal_steps: NonNegativeInt = Field(100_000, description="linear anneal over global env steps")
+    replay_capacity: PositiveInt = Field(5000, description="whole episodes kept (oldest evicted first)")
+    num_episodes_before_learning_starts: NonNegativeInt = Field(
+        128, description="replay size before the first update"
+    )
+    num_updates_per_episode: PositiveFloat = Field(
+        0.125, description="gradient steps per sampled episode (1/8: one per 8 episodes)"
+    )
+    target_update_interval: PositiveInt = Field(
+        200, description="episodes between hard copies into the target networks"
+    )
+    store_buffer_in_checkpoints: bool = Field(
+        False,
+        description="save the replay with each checkpoint (off: a full SMAC replay is gigabytes; a "
+        "resumed run refills it while epsilon stays where it was)",
+    )
+
+    @model_validator(mode="after")
+    def _epsilon_decreases(self) -> Self:
+        if self.epsilon_finish > self.epsilon_start:
+            raise ValueError(
+                f"epsilon_finish ({self.epsilon_finish}) must not exceed epsilon_start ({self.epsilon_start})"
+            )
+        return self
 
 
 class QMixConfig(SelfCheckingConfig):
     """QMIX (Rashid et al. 2018) / VDN on a shared recurrent agent network.
 
-    Training (:meth:`training`):
-        lr: Adam learning rate of agent network and mixer (pymarl2: 1e-3), or RLlib's schedule of
-            it over lifetime env steps sampled, e.g. ``[[0, 1e-3], [2000000, 1e-4]]`` (linear
-            between the points, constant after the last; RLlib's Learner applies it).
-        train_batch_size_per_learner: whole episodes per gradient step (128).
-        mixer: ``qmix`` (monotonic hypernetwork mixer over the global state) or ``vdn`` (sum).
-        mixing_embed_dim, hypernet_hidden: QMixer sizes (32, 64).
-        double_q: pick the next action with the online network, value it with the target (True).
-        td_lambda: lambda of the TD(lambda) targets; 0 gives one-step targets (pymarl2: 0.6).
-        epsilon_start, epsilon_finish, epsilon_anneal_steps: linear epsilon-greedy schedule over
-            global env steps (1.0 -> 0.05 over 100k).
-        replay_capacity: whole episodes kept (5000; oldest evicted first).
-        num_episodes_before_learning_starts: replay size before the first update (one batch).
-        num_updates_per_episode: gradient steps per sampled episode (1/8: one step per 8 episodes).
-        target_update_interval: episodes between hard copies into the target networks (200).
-        store_buffer_in_checkpoints: save the replay with each checkpoint (off: a full SMAC replay
-            is gigabytes; a resumed run refills it while epsilon stays where it was).
-        grad_clip: global-norm gradient clip (10).
+    Its own settings are :class:`QMixSettings`; of RLlib's, ``lr`` (Adam's, for agent network and
+    mixer; a number or RLlib's schedule over lifetime env steps, which RLlib's Learner applies),
+    ``train_batch_size_per_learner`` (whole episodes per gradient step), ``gamma`` and ``grad_clip``
+    (global norm) carry pymarl2's values.
     """
+
+    settings = QMixSettings
 
     def __init__(self, algo_class: type | None = None):
         from rllib_grsn.algorithms.qmix.algorithm import QMix
@@ -86,19 +98,6 @@ class QMixConfig(SelfCheckingConfig):
         self.lr = 1e-3
         self.gamma = 0.99
         self.train_batch_size_per_learner = 128
-        self.mixer = "qmix"
-        self.mixing_embed_dim = 32
-        self.hypernet_hidden = 64
-        self.double_q = True
-        self.td_lambda = 0.6
-        self.epsilon_start = 1.0
-        self.epsilon_finish = 0.05
-        self.epsilon_anneal_steps = 100_000
-        self.replay_capacity = 5000
-        self.num_episodes_before_learning_starts = 128
-        self.num_updates_per_episode = 0.125
-        self.target_update_interval = 200
-        self.store_buffer_in_checkpoints = False
         self.grad_clip = 10.0
         self.grad_clip_by = "global_norm"
         # Acting: 8 envs on the driver's EnvRunner, 25 steps each per sample() call. Battles still
@@ -126,43 +125,6 @@ class QMixConfig(SelfCheckingConfig):
         # Greedy test episodes (pymarl's test_nepisode 32) report win rate and return.
         self.evaluation_config = {"explore": False}
 
-    def training(  # type: ignore[override]
-        self,
-        *,
-        mixer: str | None = NotProvided,
-        mixing_embed_dim: int | None = NotProvided,
-        hypernet_hidden: int | None = NotProvided,
-        double_q: bool | None = NotProvided,
-        td_lambda: float | None = NotProvided,
-        epsilon_start: float | None = NotProvided,
-        epsilon_finish: float | None = NotProvided,
-        epsilon_anneal_steps: int | None = NotProvided,
-        replay_capacity: int | None = NotProvided,
-        num_episodes_before_learning_starts: int | None = NotProvided,
-        num_updates_per_episode: float | None = NotProvided,
-        target_update_interval: int | None = NotProvided,
-        store_buffer_in_checkpoints: bool | None = NotProvided,
-        **kwargs: Any,
-    ) -> QMixConfig:
-        super().training(**kwargs)
-        set_provided(
-            self,
-            mixer=mixer,
-            mixing_embed_dim=mixing_embed_dim,
-            hypernet_hidden=hypernet_hidden,
-            double_q=double_q,
-            td_lambda=td_lambda,
-            epsilon_start=epsilon_start,
-            epsilon_finish=epsilon_finish,
-            epsilon_anneal_steps=epsilon_anneal_steps,
-            replay_capacity=replay_capacity,
-            num_episodes_before_learning_starts=num_episodes_before_learning_starts,
-            num_updates_per_episode=num_updates_per_episode,
-            target_update_interval=target_update_interval,
-            store_buffer_in_checkpoints=store_buffer_in_checkpoints,
-        )
-        return self
-
     @property
     def _model_config_auto_includes(self) -> dict[str, Any]:
         return super()._model_config_auto_includes | {
@@ -174,55 +136,16 @@ class QMixConfig(SelfCheckingConfig):
             "epsilon_anneal_steps": self.epsilon_anneal_steps,
         }
 
-    def off_policy_errors(self) -> list[str]:
-        """One message per bad setting (checked by ``validate`` and before Ray starts)."""
-        errors = []
-        if self.mixer not in MIXERS:
-            errors.append(f"mixer must be one of: {', '.join(MIXERS)}; got {self.mixer!r}")
-        for key, low, high in (
-            ("gamma", 0.0, 1.0),
-            ("td_lambda", 0.0, 1.0),
-            ("epsilon_start", 0.0, 1.0),
-            ("epsilon_finish", 0.0, 1.0),
-        ):
-            value = getattr(self, key)
-            if not is_number(value) or not low <= value <= high:
-                errors.append(f"{key} must be a number in [{low:g}, {high:g}], got {value!r}")
-        if is_number(self.epsilon_start) and is_number(self.epsilon_finish):
-            if self.epsilon_finish > self.epsilon_start:
-                errors.append(
-                    f"epsilon_finish ({self.epsilon_finish}) must not exceed "
-                    f"epsilon_start ({self.epsilon_start})"
-                )
-        if not is_number(self.num_updates_per_episode) or not self.num_updates_per_episode > 0:
-            errors.append(
-                f"num_updates_per_episode must be a number > 0, got {self.num_updates_per_episode!r}"
-            )
-        errors += lr_errors(self.lr)
-        errors += integer_errors(
-            self,
-            {
-                "mixing_embed_dim": 1,
-                "hypernet_hidden": 1,
-                "epsilon_anneal_steps": 0,
-                "replay_capacity": 1,
-                "num_episodes_before_learning_starts": 0,
-                "target_update_interval": 1,
-                "train_batch_size_per_learner": 1,
-            },
-        )
-        if (
-            isinstance(self.replay_capacity, int)
-            and isinstance(self.train_batch_size_per_learner, int)
-            and self.replay_capacity < self.train_batch_size_per_learner
-        ):
-            errors.append(
-                f"replay_capacity ({self.replay_capacity}) must hold at least one batch "
+    def cross_field_problems(self) -> list[str]:
+        problems = []
+        if self.replay_capacity < self.train_batch_size_per_learner:
+            problems.append(
+                f"replay_capacity: {self.replay_capacity} episodes cannot hold one batch "
                 f"(train_batch_size_per_learner = {self.train_batch_size_per_learner})"
             )
         if self.num_learners > 1:
-            errors.append("num_learners > 1 is not supported by QMIX yet; use 0 or 1")
-        return errors
+            problems.append("num_learners: QMIX trains on one learner; use 0 or 1")
+        return problems
 
     def build_env_to_module_connector(self, env: Any = None, spaces: Any = None, device: Any = None) -> Any:
         """RLlib's pipeline without ``AddTimeDimToBatchAndZeroPad``, with the agents' rows in a fixed order.
