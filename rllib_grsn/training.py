@@ -3,6 +3,9 @@
 A plain experiment is one trial; one with search spaces in its config or ``tune.num_samples > 1`` is
 a sweep, which ends with a table grouped by everything but the seed (:mod:`rllib_grsn.sweep.summary`).
 With ``tracking_uri`` every trial is also an MLflow run (:class:`MLflowTracking`).
+
+``resume`` continues the run from Tune's saved experiment state, repaired first from the trial folders
+(:func:`prepare_resume`): a driver killed at any moment leaves checkpoints that state does not list yet.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from typing import Any
 from ray import tune
 
 from rllib_grsn.experiment import Experiment
+from rllib_grsn.resume import CheckpointCompleteMarker, prepare_resume
 from rllib_grsn.sweep.search_space import param_space
 from rllib_grsn.sweep.summary import (
     group_rows,
@@ -80,13 +84,23 @@ def run_experiment(
         checkpoint_config=tune.CheckpointConfig(
             checkpoint_frequency=exp.checkpoint_freq, checkpoint_at_end=exp.checkpoint_at_end
         ),
-        callbacks=[ProgressPrinter(), *callbacks],
+        callbacks=[ProgressPrinter(), CheckpointCompleteMarker(), *callbacks],
         # A trial that fails (its node lost, an env crash) restarts from its last checkpoint.
         failure_config=tune.FailureConfig(max_failures=exp.tune.max_failures),
         verbose=0,
     )
-    if resume and tune.Tuner.can_restore(experiment_path):
+    # A resume first adds to Tune's saved state the checkpoints written after its last save.
+    plan = prepare_resume(experiment_path) if resume else None
+    if plan is not None and not plan.restorable:
+        for line in plan.notes:
+            print(f"{exp.name}: {line}")
+        if plan.refused:
+            print(f"{exp.name}: cannot resume: {plan.refused}")
+            return RunOutcome(exp.name, experiment_path, None, {}, failed=1, trials=0)
+    if plan is not None and plan.restorable:
         print(f"resuming {exp.name} from {experiment_path}")
+        for line in plan.notes:
+            print(f"{exp.name}: {line}")
         # The original run's config and settings are restored with it (the CLI warns that new
         # --stop/--config values are not applied). The param_space is given again because Tune
         # saved the objects in it (callback and module classes, connectors) as references that
