@@ -112,12 +112,22 @@ def _roll_out(runner: Any, samples: int | None, episodes: int | None) -> list[An
 
 
 def _learner_module(modules_dir: Path, module_id: str) -> nn.Module:
-    """The learner's full module (mixer and targets included) as the checkpoint saved it."""
+    """The learner's full module (mixer and targets included) as the checkpoint saved it.
+
+    Raises:
+        rllib_grsn.evaluation.CheckpointError: a file of the module's folder is missing or damaged, or the
+            saved module has no mixer (RLlib falls back to a bare RLModule when it cannot unpickle the
+            module's class).
+    """
     from ray.rllib.core.rl_module.rl_module import RLModule
 
-    module = RLModule.from_checkpoint(modules_dir / module_id)
-    if getattr(module, "mixer", None) is None:
-        raise ValueError(f"{modules_dir / module_id}: the saved learner module has no mixer")
+    from rllib_grsn.evaluation import CheckpointError, restoring
+
+    path = modules_dir / module_id
+    with restoring(path):
+        module = RLModule.from_checkpoint(path)
+        if getattr(module, "mixer", None) is None:
+            raise CheckpointError(f"{path}: the saved learner module has no mixer")
     module.eval()
     return module
 
@@ -142,7 +152,8 @@ def checkpoint_energy(
         seed: seeds the evaluation envs and the decision sample (default 0 for the sample).
 
     Raises:
-        rllib_grsn.evaluation.CheckpointError: ``checkpoint`` is not a loadable checkpoint.
+        rllib_grsn.evaluation.CheckpointError: ``checkpoint`` is not a checkpoint directory, or a file
+            it needs is missing or damaged (the message names it).
         ValueError: bad ``samples``/``episodes``, or too few decisions were recorded.
     """
     from rllib_grsn.evaluation import build_evaluation_runner, modules_dir_of
