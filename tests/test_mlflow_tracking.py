@@ -15,6 +15,8 @@ from rllib_grsn.tracking.mlflow_tracking import (
     default_tracking_uri,
     flatten_params,
     result_metrics,
+    result_step,
+    tracking_uri_problem,
     trial_experiment,
     ui_command,
 )
@@ -60,6 +62,10 @@ def test_result_metrics_keep_what_users_read_under_short_names():
     }
 
 
+def test_the_step_is_the_env_steps_else_the_iteration():
+    assert result_step(RESULT) == 8000 and result_step({"training_iteration": 3}) == 3
+
+
 def test_params_are_flattened_and_cut_to_mlflows_limits():
     params = flatten_params({"a": {"b": 1, "c": [1, 2]}, "long": "x" * 10_000, "k" * 300: 1, "empty": {}})
     assert params["a.b"] == "1" and params["a.c"] == "[1, 2]" and params["empty"] == "{}"
@@ -86,6 +92,7 @@ def test_default_tracking_uri_is_a_sqlite_file_next_to_the_results(tmp_path):
     assert default_tracking_uri("s3://bucket/results").endswith("/mlflow.db")
     assert artifact_location(f"sqlite:///{tmp_path}/r/mlflow.db") == (tmp_path / "r" / "mlartifacts").as_uri()
     assert artifact_location("http://mlflow:5000") is None  # a server keeps its own artifact store
+    assert tracking_uri_problem(default_tracking_uri(str(tmp_path / "r"))) is None
     assert ui_command("sqlite:////x/mlflow.db") == "mlflow ui --backend-store-uri sqlite:////x/mlflow.db"
     assert "browser" in ui_command("http://mlflow:5000")
 
@@ -106,6 +113,8 @@ def test_the_callback_pickles_without_its_client(tmp_path):
     )
     callback = MLflowTracking(f"sqlite:///{tmp_path / 'm.db'}", exp)
     assert callback.client is not None  # creates the experiment in the database
+    callback.guard.drop({"results": 1})
     restored = pickle.loads(pickle.dumps(callback))
     assert restored._client is None and restored.experiment.name == "e"
+    assert not restored.guard.dropped and not restored.guard.paused  # a resumed run starts afresh
     assert restored.client.get_experiment_by_name("e") is not None
