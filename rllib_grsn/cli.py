@@ -167,21 +167,106 @@ def _warn_options_ignored_on_resume(args: argparse.Namespace) -> None:
         )
 
 
+def _options_problems(args: argparse.Namespace) -> list[str]:
+    problems = []
+    if args.checkpoint_freq is not None and args.checkpoint_freq < 0:
+        problems.append(f"--checkpoint-freq: must be >= 0, got {args.checkpoint_freq}")
+    if args.num_cpus is not None and args.num_cpus < 1:
+        problems.append(f"--num-cpus: must be >= 1, got {args.num_cpus}")
+    if args.num_samples is not None and args.num_samples < 1:
+        problems.append(f"--num-samples: must be >= 1, got {args.num_samples}")
+    return problems
+
+
+def _preflight_problems(
+    args: argparse.Namespace, experiments: list[Any], tracking_uri: str | None
+) -> list[str]:
+    """Storage, tracking server, Ray address and (on this machine) the resources of one trial."""
+    from rllib_grsn.checks.preflight import (
+        address_problem,
+        local_resources,
+        resource_problem,
+        storage_problem,
+        trial_request,
+    )
+    from rllib_grsn.tracking.mlflow_store import tracking_uri_problem
+
+    problems = []
+    problem = storage_problem(args.storage_path)
+    if problem:
+        problems.append(f"--storage-path {args.storage_path}: {problem}")
+    if tracking_uri:
+        problem = tracking_uri_problem(tracking_uri)
+        if problem:
+            problems.append(f"--mlflow-uri {tracking_uri}: {problem}")
+    address = _ray_address(args)
+    if address:
+        problem = address_problem(address)
+        if problem:
+            problems.append(f"--address {address}: {problem}")
+        return problems  # the cluster's resources are checked once connected
+    if args.check and args.num_cpus is None:
+        return problems  # --check alone validates the file, wherever it will run
+    available, where = local_resources(args.num_cpus)
+    for exp in experiments:
+        request = trial_request(exp.algorithm_class, exp.algo_config)
+        problem = resource_problem(exp.name, request, available, where, exp.algo_config)
+        if problem:
+            problems.append(problem)
+    return problems
+
+
+def _cluster_problems(experiments: list[Any], address: str) -> list[str]:
+    """Trials that ask for more than the connected cluster has; an autoscaling cluster is told what
+    it will be asked for instead."""
+    from rllib_grsn.checks.preflight import (
+        cluster_resources,
+        describe_request,
+        resource_problem,
+        trial_request,
+    )
+
+    available, autoscaling = cluster_resources()
+    problems = []
+    for exp in experiments:
+        request = trial_request(exp.algorithm_class, exp.algo_config)
+        problem = resource_problem(
+            exp.name, request, available, f"the cluster at {address} has", exp.algo_config
+        )
+        if problem and autoscaling:
+            print(
+                f"{exp.name}: a trial needs {describe_request(request)}; the cluster has "
+                f"{describe_request(available)} now, so its autoscaler will be asked for more nodes "
+                "(trials wait until they join; `ray status` shows the requests)",
+                flush=True,
+            )
+        elif problem:
+            problems.append(problem)
+    return problems
+
+
+def _ray_address(args: argparse.Namespace) -> str | None:
+    return args.address or os.environ.get("RAY_ADDRESS") or None
+
+
 def train_file(args: argparse.Namespace) -> int:
     from rllib_grsn.experiment import ExperimentError, load_experiments, parse_json_option
 
+    problems = _options_problems(args)
+    if problems:
+        return _fail("\n  ".join(["options:", *problems]))
     try:
-        stop = parse_json_option(args.stop, "--stop") if args.stop else None
+        stop = parse_json_option(args.stop, "--stop") if args.stop is not None else None
         overrides = parse_json_option(args.config, "--config")
-        if args.num_samples is not None and args.num_samples < 1:
-            return _fail(f"--num-samples: must be >= 1, got {args.num_samples}")
         experiments = load_experiments(args.path, stop=stop, config=overrides, num_samples=args.num_samples)
     except ExperimentError as err:
         return _fail(str(err))
-    if args.checkpoint_freq is not None and args.checkpoint_freq < 0:
-        return _fail("--checkpoint-freq: must be >= 0")
-    if args.num_cpus is not None and args.num_cpus < 1:
-        return _fail(f"--num-cpus: must be >= 1, got {args.num_cpus}")
+    from rllib_grsn.tracking.mlflow_tracking import default_tracking_uri
+
+    tracking_uri = None if args.no_mlflow else (args.mlflow_uri or default_tracking_uri(args.storage_path))
+    problems = _preflight_problems(args, experiments, tracking_uri)
+    if problems:
+        return _fail("\n  ".join(["before starting Ray:", *problems]))
     if args.check:
         for exp in experiments:
             sweep = f", {exp.num_trials} trials" if exp.is_sweep else ""
@@ -192,12 +277,9 @@ def train_file(args: argparse.Namespace) -> int:
 
     import ray
 
-    from rllib_grsn.tracking.mlflow_tracking import default_tracking_uri
     from rllib_grsn.training import run_experiment
 
-    tracking_uri = None if args.no_mlflow else (args.mlflow_uri or default_tracking_uri(args.storage_path))
-
-    address = args.address or os.environ.get("RAY_ADDRESS")
+    address = _ray_address(args)
     init_kwargs: dict[str, Any] = {"include_dashboard": False}
     if address:
         init_kwargs["address"] = address
@@ -205,6 +287,10 @@ def train_file(args: argparse.Namespace) -> int:
         init_kwargs["num_cpus"] = args.num_cpus or os.cpu_count()
     ray.init(**init_kwargs)
     try:
+        if address:
+            problems = _cluster_problems(experiments, address)
+            if problems:
+                return _fail("\n  ".join([f"the cluster at {address}:", *problems]))
         failed = 0
         for exp in experiments:
             if args.checkpoint_freq is not None:
@@ -261,11 +347,12 @@ def energy(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.command == "train":
-        return train_file(args)
-    if args.command == "energy":
-        return energy(args)
-    return evaluate(args)
+    command = {"train": train_file, "energy": energy, "evaluate": evaluate}[args.command]
+    try:
+        return command(args)
+    except KeyboardInterrupt:
+        print("rllib: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":
