@@ -374,9 +374,8 @@ def _checked_config(
     default = get_algorithm_class(run).get_default_config()
     settings = {k: v for k, v in raw.items() if k != "model_config"}
     problems = key_problems(default, settings, where)
-    well_typed = {
-        k: v for k, v in settings.items() if not any(p.startswith(f"{where}.{k}:") for p in problems)
-    }
+    bad = {p.removeprefix(f"{where}.").split(":")[0] for p in problems}
+    well_typed = {k: v for k, v in settings.items() if str(k) not in bad}
     model_config = raw.get("model_config", {})
     model_problems = _model_config_problems(run, model_config, f"{where}.model_config")
     problems += model_problems

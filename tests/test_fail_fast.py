@@ -295,6 +295,15 @@ def test_a_large_sweep_file_is_checked_in_seconds(write, capsys):
     assert time.monotonic() - start < FAIL_FAST_S
 
 
+def test_a_generated_file_with_thousands_of_bad_keys_is_checked_in_seconds(write, capsys):
+    keys = "\n".join(f"    unknown_key_{i}: {i}" for i in range(20_000))
+    start = time.monotonic()
+    rc, err = run_cli(["train", "file", write(good_with("    num_env_runners: 0", keys)), "--check"], capsys)
+    assert time.monotonic() - start < FAIL_FAST_S
+    assert_refused(rc, err, "exp.config.unknown_key_0: unknown key", "... and 19950 more problems")
+    assert err.count("\n") < 60
+
+
 # ----------------------------------------------------------------------------- pre-flight
 
 

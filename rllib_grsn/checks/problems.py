@@ -15,18 +15,26 @@ from pydantic import BaseModel, ValidationError
 
 # A value shown in a message is cut to this many characters: a YAML file can hold huge values.
 MAX_SHOWN = 120
+# An error message shows this many problems (a generated file can hold thousands), and suggestions
+# ("did you mean") are looked for in as many unknown keys.
+MAX_PROBLEMS_SHOWN = 50
 # An unknown key's message lists the allowed keys when there are at most this many.
 MAX_LISTED = 20
 _TYPE_NAMES = {"int", "float", "str", "bool", "list", "dict", "tuple", "none", "nullable"}
 
 
 class ExperimentError(ValueError):
-    """A tuned_examples file (or option) that cannot run; ``problems`` holds one line per bad key."""
+    """A tuned_examples file (or option) that cannot run; ``problems`` holds one line per bad key.
+
+    Its message shows the first :data:`MAX_PROBLEMS_SHOWN` lines and counts the rest."""
 
     def __init__(self, source: str, problems: list[str]):
         self.source = source
         self.problems = problems
-        super().__init__(f"{source}:\n  " + "\n  ".join(problems))
+        shown_lines = problems[:MAX_PROBLEMS_SHOWN]
+        if len(problems) > len(shown_lines):
+            shown_lines.append(f"... and {len(problems) - len(shown_lines)} more problems")
+        super().__init__(f"{source}:\n  " + "\n  ".join(shown_lines))
 
 
 def shown(value: Any) -> str:
@@ -146,7 +154,8 @@ def pydantic_problems(
         if kind == "extra_forbidden":
             allowed = _fields_at(model, loc)
             listed = f"; allowed keys: {', '.join(allowed)}" if len(allowed) <= MAX_LISTED else ""
-            lines.append(f"{key}: unknown key{suggest(loc[-1], allowed)}{listed}")
+            hint = suggest(loc[-1], allowed) if len(lines) < MAX_PROBLEMS_SHOWN else ""
+            lines.append(f"{key}: unknown key{hint}{listed}")
         elif kind == "value_error":
             # Our validators' messages already show the value; pydantic's "Value error, " would repeat it.
             lines.append(f"{key}: {ctx['error']}")
