@@ -14,10 +14,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-import ray
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
+from tiny_checkpoints import train_and_save
 
-import rllib_grsn.envs
 from rllib_grsn.algorithms.qmix import QMixConfig
 from rllib_grsn.cli import main
 from rllib_grsn.energy.checkpoint import checkpoint_energy
@@ -57,23 +56,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         },
     }
     configs = {"qmix": qmix, "ppo": build_experiment("ppo-grsn", ppo_spec).algo_config}
-    # address="local": never join a cluster another test module runs (see conftest.ray_session).
-    ray.init(address="local", num_cpus=1, include_dashboard=False, log_to_driver=False)
-    try:
-        rllib_grsn.envs.register_multi_agent_envs()
-        paths = {}
-        for name, config in configs.items():
-            algo = config.build_algo()
-            try:
-                algo.train()
-                paths[name] = Path(algo.save_to_path(root / name))
-            finally:
-                algo.stop()
-    finally:
-        ray.shutdown()
-    # ray.shutdown() drops Tune's env registry; the evaluation runners below build envs in-process.
-    rllib_grsn.envs.register_multi_agent_envs()
-    return paths
+    return train_and_save(configs, root)
 
 
 @pytest.fixture

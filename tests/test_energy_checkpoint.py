@@ -11,10 +11,9 @@ import sys
 from pathlib import Path
 
 import pytest
-import ray
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
+from tiny_checkpoints import train_and_save
 
-import rllib_grsn.envs
 from rllib_grsn.algorithms.qmix import SHARED_MODULE_ID, QMixConfig
 from rllib_grsn.energy.checkpoint import checkpoint_energy
 from rllib_grsn.evaluation import CheckpointError
@@ -49,36 +48,21 @@ def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     from rllib_grsn.experiment import build_experiment
 
     root = tmp_path_factory.mktemp("energy_ckpt")
-    ray.init(address="local", num_cpus=1, include_dashboard=False, log_to_driver=False)  # see conftest
-    try:
-        rllib_grsn.envs.register_multi_agent_envs()
-        configs = {f"qmix_{core}": _qmix_config(core) for core in ("grsn", "gru")}
-        spec = {
-            "env": "CartPole-P",
-            "run": "PPO",
-            "config": {
-                "train_batch_size": 128,
-                "minibatch_size": 64,
-                "num_epochs": 1,
-                "num_env_runners": 0,
-                "seed": 0,
-                "model_config": {"core": "grsn", "hidden": 16},
-            },
-        }
-        configs["ppo_grsn"] = build_experiment("ppo-grsn", spec).algo_config
-        paths = {}
-        for name, config in configs.items():
-            algo = config.build_algo()
-            try:
-                algo.train()
-                paths[name] = Path(algo.save_to_path(root / name))
-            finally:
-                algo.stop()
-    finally:
-        ray.shutdown()
-    # ray.shutdown() drops Tune's env registry; the evaluation runners below build envs in-process.
-    rllib_grsn.envs.register_multi_agent_envs()
-    return paths
+    configs = {f"qmix_{core}": _qmix_config(core) for core in ("grsn", "gru")}
+    spec = {
+        "env": "CartPole-P",
+        "run": "PPO",
+        "config": {
+            "train_batch_size": 128,
+            "minibatch_size": 64,
+            "num_epochs": 1,
+            "num_env_runners": 0,
+            "seed": 0,
+            "model_config": {"core": "grsn", "hidden": 16},
+        },
+    }
+    configs["ppo_grsn"] = build_experiment("ppo-grsn", spec).algo_config
+    return train_and_save(configs, root)
 
 
 @pytest.mark.slow

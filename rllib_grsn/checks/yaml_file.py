@@ -34,8 +34,9 @@ class _FileProblem(Exception):
     pass
 
 
-class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
-    """PyYAML's safe loader (libyaml's parser where installed) refusing duplicate keys."""
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing duplicate keys. Its pure-Python parser, as ``yaml.safe_load``:
+    libyaml's accepts some text it refuses (a tab inside a plain key)."""
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         first_line: dict[Any, int] = {}
