@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import itertools
 import json
+import math
 from dataclasses import dataclass, field
 from dataclasses import fields as dataclass_fields
 from pathlib import Path
@@ -34,7 +35,7 @@ from rllib_grsn.algorithms.registry import (
 from rllib_grsn.algorithms.spiking_controls import add_spiking_training_controls
 from rllib_grsn.checks.envs import OWN_ENVS, env_config_problem, env_known, known_env_names, pairing_problem
 from rllib_grsn.checks.problems import ExperimentError, pydantic_problems, shown, suggest
-from rllib_grsn.checks.rllib_settings import attribute, key_problems, range_problems, validate_problems
+from rllib_grsn.checks.rllib_settings import attribute, config_problems, key_problems, range_problems
 from rllib_grsn.checks.stop import stop_problems
 from rllib_grsn.checks.yaml_file import read_yaml
 from rllib_grsn.modules.connectors import prev_action_reward_connector
@@ -316,10 +317,7 @@ def _search_space_problems(
                 bad.add((path, repr(value)))
                 rest = problem.removeprefix(key + ": ") if problem.startswith(key + ":") else problem
                 problems.append(f"{key} = {shown(value)}: {rest}")
-    combos = 1
-    for values in varied.values():
-        combos *= len(values)
-    if combos > MAX_CORNERS:
+    if math.prod(len(values) for values in varied.values()) > MAX_CORNERS:
         return problems
     for values in itertools.product(*varied.values()):
         corner = dict(zip(varied, values, strict=True))
@@ -395,15 +393,8 @@ def _checked_config(
     except Exception as err:  # RLlib's setters refuse some values; report them as config problems
         return None, [*problems, f"{where}: {type(err).__name__}: {err}"]
     names = {attribute(key): key for key in settings}
-    problems += range_problems(config, where, names)
-    if not problems:
-        own = getattr(config, "cross_field_problems", None)
-        problems = [f"{where}.{p}" for p in own()] if own else []
-    if not problems:
-        problems = validate_problems(config, where, names)
-        if config.evaluation_config:
-            evaluation = config.get_evaluation_config_object()
-            problems += range_problems(evaluation, f"{where}.evaluation_config", names)
+    # The well-typed values' ranges are reported with the problems above; the rest once they pass.
+    problems += range_problems(config, where, names) if problems else config_problems(config, where, names)
     return (None, problems) if problems else (config, [])
 
 

@@ -12,6 +12,7 @@ from stop_keys import assert_every_result_key_can_stop_a_run
 
 import rllib_grsn.envs
 from rllib_grsn.algorithms.qmix import SHARED_MODULE_ID, QMixConfig, TeamEpisodeReplay, team_episode
+from rllib_grsn.checks.rllib_settings import config_problems
 from rllib_grsn.evaluation import evaluate_checkpoint
 from rllib_grsn.modules.qmix import masked_q
 
@@ -261,8 +262,8 @@ def test_checkpoint_restores_weights_counters_and_evaluates_win_rate(local_ray, 
 )
 def test_a_bad_lr_or_lr_schedule_is_refused_naming_lr(lr, problem):
     config = QMixConfig().training(lr=[[0, 1e-3], [2_000_000, 1e-4]])
-    assert config.settings_problems() == []
-    errors = config.training(lr=lr).settings_problems()
+    assert config_problems(config) == []
+    errors = config_problems(config.training(lr=lr))
     assert len(errors) == 1 and "lr" in errors[0] and problem in errors[0], errors
 
 

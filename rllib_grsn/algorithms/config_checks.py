@@ -44,18 +44,10 @@ class SelfCheckingConfig(AlgorithmConfig):
 
     def validate(self) -> None:
         super().validate()
-        errors = self.settings_problems()
+        errors = range_problems(self, "", {})
+        errors = errors or self.cross_field_problems()
         if errors:
             self._value_error("; ".join(errors))
-
-    def settings_problems(self, where: str = "", names: dict[str, str] | None = None) -> list[str]:
-        """One line per bad setting: the ``settings`` model, the ranges every algorithm shares, and
-        the cross-field rules of :meth:`cross_field_problems` once each value is valid."""
-        problems = range_problems(self, where, names or {})
-        if not problems:
-            prefix = f"{where}." if where else ""
-            problems = [f"{prefix}{p}" for p in self.cross_field_problems()]
-        return problems
 
     def cross_field_problems(self) -> list[str]:
         """Rules between settings (``key: problem`` lines); none by default."""

@@ -37,7 +37,6 @@ from pydantic import (
     TypeAdapter,
     ValidationError,
     create_model,
-    field_validator,
 )
 from ray.rllib.algorithms.algorithm_config import AlgorithmConfig, NotProvided
 
@@ -126,94 +125,110 @@ def key_problems(default: AlgorithmConfig, raw: Mapping[Any, Any], where: str) -
 UnitInterval = Annotated[float, Field(ge=0.0, le=1.0)]
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def number_or_auto(description: str, number_ok: Callable[[Any], bool]) -> Any:
-    """A setting RLlib takes as a number or "auto"; refused values are described as a whole."""
+def _must(problem: Callable[[Any], str | None]) -> Any:
+    """A type checked by ``problem`` (a value -> what is wrong with it, or None)."""
 
     def check(value: Any) -> Any:
-        if value == "auto" or number_ok(value):
-            return value
-        hint = value_hint(value, integer=description.startswith("an integer"))
-        raise ValueError(f'must be {description} or "auto", got {shown(value)}{hint}')
+        if (message := problem(value)) is not None:
+            raise ValueError(message)
+        return value
 
     return Annotated[Any, PlainValidator(check)]
 
 
-PositiveIntOrAuto = number_or_auto("an integer > 0", lambda v: _is_int(v) and v > 0)
-NonNegativeOrAuto = number_or_auto("a number >= 0", lambda v: is_number(v) and math.isfinite(v) and v >= 0)
+def _or_auto(what: str, ok: Callable[[Any], bool]) -> Any:
+    """A setting RLlib takes as a number or "auto"; a refused value is described as a whole."""
+
+    def problem(value: Any) -> str | None:
+        if value == "auto" or ok(value):
+            return None
+        return f'must be {what} or "auto", got {shown(value)}{value_hint(value, integer="integer" in what)}'
+
+    return _must(problem)
 
 
-class CommonRanges(BaseModel):
-    """What RLlib accepts without a check but cannot train with, for whichever of these settings an
-    algorithm has: discounts and lambdas in [0, 1], sizes and budgets > 0, counts and rates >= 0, and
-    the allowed values of RLlib's string settings (a misspelled one would silently mean another)."""
-
-    model_config = ConfigDict(strict=True, allow_inf_nan=False, extra="ignore")
-
-    gamma: UnitInterval | None = None
-    lambda_: UnitInterval | None = None
-    tau: UnitInterval | None = None
-    lr: float | list | None = None
-    entropy_coeff: float | list | None = None
-    train_batch_size: PositiveInt | None = None
-    train_batch_size_per_learner: PositiveInt | None = None
-    minibatch_size: PositiveInt | None = None
-    num_epochs: PositiveInt | None = None
-    num_envs_per_env_runner: PositiveInt | None = None
-    rollout_fragment_length: PositiveIntOrAuto = None
-    evaluation_duration: PositiveIntOrAuto = None
-    num_env_runners: NonNegativeInt | None = None
-    num_learners: NonNegativeInt | None = None
-    evaluation_num_env_runners: NonNegativeInt | None = None
-    evaluation_interval: NonNegativeInt | None = None
-    min_sample_timesteps_per_iteration: NonNegativeInt | None = None
-    min_train_timesteps_per_iteration: NonNegativeInt | None = None
-    seed: NonNegativeInt | None = None
-    num_cpus_per_env_runner: NonNegativeFloat | None = None
-    num_gpus_per_env_runner: NonNegativeFloat | None = None
-    num_cpus_per_learner: NonNegativeOrAuto = None
-    num_gpus_per_learner: NonNegativeFloat | None = None
-    num_cpus_for_main_process: NonNegativeFloat | None = None
-    min_time_s_per_iteration: NonNegativeFloat | None = None
-    grad_clip: float | None = Field(None, gt=0.0)
-    vf_loss_coeff: NonNegativeFloat | None = None
-    kl_coeff: NonNegativeFloat | None = None
-    clip_param: NonNegativeFloat | None = None
-    vf_clip_param: NonNegativeFloat | None = None
-    batch_mode: Literal["truncate_episodes", "complete_episodes"] | None = None
-    evaluation_duration_unit: Literal["episodes", "timesteps"] | None = None
-    framework_str: Literal["torch"] | None = None
-    count_steps_by: Literal["env_steps", "agent_steps"] | None = None
-    grad_clip_by: Literal["value", "norm", "global_norm"] | None = None
-    observation_filter: Literal["NoFilter", "MeanStdFilter", "ConcurrentMeanStdFilter"] | None = None
-    log_level: Literal["DEBUG", "INFO", "WARN", "WARNING", "ERROR"] | None = None
-
-    @field_validator("lr", "entropy_coeff", mode="before")
-    @classmethod
-    def _number_or_schedule(cls, value: Any) -> Any:
-        problem = None if value is None else number_or_schedule_problem(value, positive=False)
-        if problem:
-            raise ValueError(problem)
-        return value
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
+def _is_finite(value: Any) -> bool:
+    return is_number(value) and math.isfinite(value)
+
+
+NumberOrAuto = _or_auto("a number", _is_finite)
+PositiveIntOrAuto = _or_auto("an integer > 0", lambda v: _is_int(v) and v > 0)
+NonNegativeOrAuto = _or_auto("a number >= 0", lambda v: _is_finite(v) and v >= 0)
+NumberOrSchedule = _must(lambda v: number_or_schedule_problem(v, positive=False))
+
+# What RLlib accepts without a check but cannot train with, for whichever of these settings an
+# algorithm has: settings -> what they must be. A misspelled value of a string setting would
+# silently mean another.
+_RANGES: dict[str, Any] = {
+    **dict.fromkeys("gamma lambda_ tau".split(), UnitInterval),
+    **dict.fromkeys("lr entropy_coeff".split(), NumberOrSchedule),
+    **dict.fromkeys(
+        "train_batch_size train_batch_size_per_learner minibatch_size num_epochs "
+        "num_envs_per_env_runner".split(),
+        PositiveInt,
+    ),
+    **dict.fromkeys("rollout_fragment_length evaluation_duration".split(), PositiveIntOrAuto),
+    **dict.fromkeys(
+        "num_env_runners num_learners evaluation_num_env_runners evaluation_interval seed "
+        "min_sample_timesteps_per_iteration min_train_timesteps_per_iteration".split(),
+        NonNegativeInt,
+    ),
+    **dict.fromkeys(
+        "num_cpus_per_env_runner num_gpus_per_env_runner num_gpus_per_learner num_cpus_for_main_process "
+        "min_time_s_per_iteration vf_loss_coeff kl_coeff clip_param vf_clip_param".split(),
+        NonNegativeFloat,
+    ),
+    "num_cpus_per_learner": NonNegativeOrAuto,
+    "grad_clip": Annotated[float, Field(gt=0.0)],
+    "batch_mode": Literal["truncate_episodes", "complete_episodes"],
+    "evaluation_duration_unit": Literal["episodes", "timesteps"],
+    "framework_str": Literal["torch"],
+    "count_steps_by": Literal["env_steps", "agent_steps"],
+    "grad_clip_by": Literal["value", "norm", "global_norm"],
+    "observation_filter": Literal["NoFilter", "MeanStdFilter", "ConcurrentMeanStdFilter"],
+    "log_level": Literal["DEBUG", "INFO", "WARN", "WARNING", "ERROR"],
+}
+CommonRanges = create_model(
+    "CommonRanges",
+    __config__=ConfigDict(strict=True, allow_inf_nan=False, extra="ignore"),
+    **{name: (kind | None, None) for name, kind in _RANGES.items()},
+)
 # Where a setting's own value is kept: RLlib's property of the same name derives one when it is unset.
 READ_AS = {"train_batch_size_per_learner": "_train_batch_size_per_learner"}
 
 
-def range_problems(config: AlgorithmConfig, where: str, names: Mapping[str, str]) -> list[str]:
-    """:class:`CommonRanges` and the algorithm's own ``settings`` model on ``config``'s values.
+def config_problems(
+    config: AlgorithmConfig, where: str = "", names: Mapping[str, str] | None = None
+) -> list[str]:
+    """Every problem of a built config, in order, each stage once the previous found none:
+    :data:`_RANGES` and the algorithm's own ``settings`` model, its ``cross_field_problems``, then
+    RLlib's ``validate()`` (and the ranges of the evaluation config). ``names`` maps an attribute to
+    the key the user wrote for it (``lambda_`` -> ``lambda``)."""
+    names = names or {}
+    problems = range_problems(config, where, names)
+    if not problems and hasattr(config, "cross_field_problems"):
+        problems = [".".join(filter(None, (where, p))) for p in config.cross_field_problems()]
+    if not problems:
+        problems = validate_problems(config, where, names)
+        if config.evaluation_config:
+            inner = ".".join(filter(None, (where, "evaluation_config")))
+            problems += range_problems(config.get_evaluation_config_object(), inner, names)
+    return problems
 
-    ``names`` maps an attribute to the key the user wrote for it (``lambda_`` -> ``lambda``)."""
+
+def range_problems(config: AlgorithmConfig, where: str, names: Mapping[str, str]) -> list[str]:
+    """:data:`_RANGES` and the algorithm's own ``settings`` model (which wins where both name a
+    setting) on ``config``'s values."""
     problems = []
     own = getattr(config, "settings", None)
     for model in [CommonRanges, own] if own is not None else [CommonRanges]:
         fields = [f for f in model.model_fields if hasattr(config, f)]
         if model is CommonRanges and own is not None:
-            fields = [f for f in fields if f not in own.model_fields]  # the algorithm's own rule wins
+            fields = [f for f in fields if f not in own.model_fields]
         try:
             model(**{f: getattr(config, READ_AS.get(f, f)) for f in fields})
         except ValidationError as err:

@@ -8,19 +8,14 @@ tau 0.005, one gradient step per env step. Discount, budgets and evaluation are 
 
 from __future__ import annotations
 
-import math
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
 
 from rllib_grsn.algorithms.config_checks import SETTINGS, SelfCheckingConfig
 from rllib_grsn.algorithms.replay import START_STATES
-from rllib_grsn.checks.rllib_settings import UnitInterval, number_or_auto
-from rllib_grsn.checks.schedules import is_number
+from rllib_grsn.checks.rllib_settings import NumberOrAuto, UnitInterval
 from rllib_grsn.modules.twin_q import EXPLORATION_NOISE, RANDOM_STEPS
-
-# SAC's target entropy: "auto" or any finite number (negative for continuous actions).
-NumberOrAuto = number_or_auto("a number", lambda v: is_number(v) and math.isfinite(v))
 
 
 class RecurrentOffPolicySettings(BaseModel):
