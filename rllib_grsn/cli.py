@@ -198,7 +198,10 @@ def _preflight_problems(
     if tracking_uri:
         problem = tracking_uri_problem(tracking_uri)
         if problem:
-            problems.append(f"--mlflow-uri {tracking_uri}: {problem}")
+            from_env = tracking_uri == os.environ.get("MLFLOW_TRACKING_URI")
+            problems.append(
+                f"{'$MLFLOW_TRACKING_URI' if from_env else '--mlflow-uri'} {tracking_uri}: {problem}"
+            )
     address = _ray_address(args)
     if address:
         problem = address_problem(address)
