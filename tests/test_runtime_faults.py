@@ -113,3 +113,23 @@ def test_a_cluster_too_small_for_a_trial_is_refused_after_connecting(tmp_path, r
     assert proc.returncode == 2, out
     assert f"the cluster at {address} has 1" in out and "needs 2 CPUs" in out
     assert "Traceback" not in out and "iter 1" not in out
+
+
+@pytest.mark.timeout(120)
+def test_an_address_that_is_not_a_ray_cluster_is_refused_in_seconds(tmp_path, ray_tmp):
+    """ray.init would retry for minutes against a service that is not Ray's GCS."""
+    import http.server
+    import threading
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    address = f"127.0.0.1:{server.server_address[1]}"
+    args = ["train", "file", CARTPOLE, "--address", address, "--no-mlflow", "--storage-path", tmp_path]
+    started = time.monotonic()
+    try:
+        out, _ = (proc := start(args, ray_tmp)).communicate(timeout=60)
+    finally:
+        server.shutdown()
+    assert proc.returncode == 2, out
+    assert f"{address} answers but is not a Ray cluster" in out and "Traceback" not in out
+    assert time.monotonic() - started < 30

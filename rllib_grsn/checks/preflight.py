@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import os
 import socket
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,7 @@ from ray.rllib.algorithms.algorithm_config import AlgorithmConfig
 # URI schemes Tune's storage (pyarrow.fs) accepts besides local paths.
 STORAGE_SCHEMES = ("s3", "gs", "gcs", "hdfs", "viewfs", "abfs", "abfss", "az", "file", "mock")
 CONNECT_TIMEOUT_S = 5.0
+GCS_TIMEOUT_S = 15.0
 
 
 def trial_request(algorithm: type, config: AlgorithmConfig) -> dict[str, float]:
@@ -144,18 +147,28 @@ def storage_problem(storage_path: str) -> str | None:
 
 
 def address_problem(address: str, timeout_s: float = CONNECT_TIMEOUT_S) -> str | None:
-    """Whether a Ray cluster answers at ``address`` (``host:port`` or ``ray://host:port``) within the
-    timeout; ``auto`` and addresses without a port are left to Ray."""
+    """Whether a Ray cluster answers at ``address`` (``host:port`` or ``ray://host:port``): the port
+    takes a connection within ``timeout_s``, and (not for Ray Client's ``ray://``) the service there
+    is Ray's GCS, asked in a subprocess bounded by :data:`GCS_TIMEOUT_S` (``ray.init`` would retry
+    for minutes against anything else). ``auto`` and addresses without a port are left to Ray."""
     target = address.removeprefix("ray://")
     host, _, port = target.rpartition(":")
     if address == "auto" or not host or not port.isdigit():
         return None
     try:
         with socket.create_connection((host, int(port)), timeout=timeout_s):
-            return None
+            pass
     except OSError as err:
         reason = "no answer" if isinstance(err, TimeoutError) else (err.strerror or str(err))
         return f"no Ray cluster answers at {address} ({reason} within {timeout_s:g} s); start it or fix it"
+    if address.startswith("ray://"):
+        return None
+    probe = f"import ray._raylet; ray._raylet.GcsClient(address={target!r})"
+    try:
+        subprocess.run([sys.executable, "-c", probe], capture_output=True, timeout=GCS_TIMEOUT_S, check=True)
+    except (subprocess.SubprocessError, OSError):
+        return f"{address} answers but is not a Ray cluster (no GCS reply within {GCS_TIMEOUT_S:g} s)"
+    return None
 
 
 def describe_request(request: dict[str, Any]) -> str:
