@@ -68,6 +68,9 @@ def team_runner(env_config: dict, num_envs: int, seed: int, *, rllib_defaults: b
         .environment("smac", env_config=env_config)
         .env_runners(num_envs_per_env_runner=num_envs, **settings)
         .rl_module(rl_module_spec=RLModuleSpec(model_config=GRSN_AGENT))
+        # RLlib's per-agent episodes, whose costs this benchmark compares (team acting skips them
+        # all: benchmarks/qmix_throughput.py).
+        .training(team_acting=False)
         .debugging(seed=seed)
     )
     if rllib_defaults:

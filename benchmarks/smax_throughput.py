@@ -119,6 +119,7 @@ class RunnerSampling:
             .environment("smac", env_config=env_config)
             .env_runners(num_envs_per_env_runner=num_envs)
             .rl_module(rl_module_spec=RLModuleSpec(model_config=GRSN_AGENT))
+            .training(team_acting=False)  # RLlib's episodes, as when this was measured
             .debugging(seed=seed)
         )
         self.runner = TeamEnvRunner(config=config)

@@ -30,8 +30,8 @@ from ray.rllib.env.multi_agent_episode import MultiAgentEpisode
 from ray.rllib.env.single_agent_env_runner import SingleAgentEnvRunner
 
 import rllib_grsn.envs  # noqa: F401  (env names used in checkpoints)
+from rllib_grsn.algorithms.qmix.episode_replay import TeamEpisode, team_episode
 from rllib_grsn.resume import SET_ASIDE_PREFIX
-from rllib_grsn.tracking.team_metrics import episode_team_metrics
 
 
 class CheckpointError(ValueError):
@@ -284,16 +284,16 @@ def evaluate_checkpoint(
     finally:
         runner.stop()
     finished = [ep for ep in done if ep.is_done][:episodes]
-    if finished and isinstance(finished[0], MultiAgentEpisode):
-        team = [episode_team_metrics(ep) for ep in finished]
-        backends = sorted({t["backend"] for t in team if "backend" in t})
+    if finished and isinstance(finished[0], MultiAgentEpisode):  # a team run on RLlib's episodes
+        finished = [team_episode(ep) for ep in finished]
+    if finished and isinstance(finished[0], TeamEpisode):
         return EvaluationSummary(
             env=str(runner.config.env),
             episodes=len(finished),
-            returns=[t["team_return"] for t in team],
+            returns=[ep.team_return for ep in finished],
             lengths=[len(ep) for ep in finished],
-            won=[t["battle_won"] for t in team if "battle_won" in t],
-            backend=",".join(backends) or None,
+            won=[ep.won for ep in finished if ep.won is not None],
+            backend=",".join(sorted({ep.backend for ep in finished if ep.backend})) or None,
         )
     return EvaluationSummary(
         env=str(runner.config.env),

@@ -376,7 +376,11 @@ def test_all_preflight_problems_are_reported_together(tmp_path, capsys):
         (["--num-cpus", "1"], {}, ["needs 2 CPUs"]),
         (["--config", '{"num_gpus_per_learner": 1}', "--num-cpus", "2"], {}, ["GPUs"]),
         (["--mlflow-uri", "http://127.0.0.1:9"], {}, ["--mlflow-uri http://127.0.0.1:9", "--no-mlflow"]),
-        ([], {"MLFLOW_TRACKING_URI": "http://127.0.0.1:9"}, ["$MLFLOW_TRACKING_URI http://127.0.0.1:9", "connection refused"]),
+        (
+            [],
+            {"MLFLOW_TRACKING_URI": "http://127.0.0.1:9"},
+            ["$MLFLOW_TRACKING_URI http://127.0.0.1:9", "connection refused"],
+        ),
         (["--stop", '{"trainig_iteration": 1}'], {}, ["trainig_iteration", "training_iteration"]),
         (
             ["--config", '{"minibatch_size": 100000}'],

@@ -161,12 +161,15 @@ def test_replay_stores_only_whole_episodes(registered_envs):
         b.followed_by(a)
 
 
-def test_every_sampled_env_step_reaches_the_replay(local_ray):
-    """No sampled step is thrown away: stored episodes plus the running ones' chunks are every env
-    step the EnvRunner counted (RLlib's complete_episodes would drop the unfinished battles)."""
+@pytest.mark.parametrize("team_acting", [True, False], ids=["team", "rllib_episodes"])
+def test_every_sampled_env_step_reaches_the_replay(local_ray, team_acting):
+    """No sampled step is thrown away: stored episodes plus the running battles are every env step
+    the EnvRunner counted (RLlib's complete_episodes would drop the unfinished battles). Team acting
+    keeps a running battle in the EnvRunner; RLlib's episodes hand it over in chunks the replay joins."""
     config = _config(env="smac", core="gru", num_episodes_before_learning_starts=100_000)
     config.environment(env_config={"map_name": "3s_vs_5z", "backend": "smax"})
     config.env_runners(num_envs_per_env_runner=4, rollout_fragment_length=7)  # battles of any length
+    config.training(team_acting=team_acting)
     algo = config.build_algo()
     held = []
     try:
@@ -174,10 +177,11 @@ def test_every_sampled_env_step_reaches_the_replay(local_ray):
             result = algo.train()
             replay = algo.replay_buffer
             sampled = result["env_runners"]["num_env_steps_sampled_lifetime"]
-            assert replay.num_env_steps + replay.num_unfinished_env_steps == sampled
+            running = replay.num_unfinished_env_steps + algo.env_runner.num_unfinished_env_steps
+            assert replay.num_env_steps + running == sampled
             assert_every_result_key_can_stop_a_run(result)
             assert replay.num_added == len(replay)
-            held.append(replay.num_unfinished)
+            held.append(running)
     finally:
         algo.stop()
     assert max(held) > 0, held

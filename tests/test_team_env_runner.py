@@ -34,6 +34,9 @@ def registered_envs() -> None:
 
 
 def build(runner_cls: type = TeamEnvRunner, config_cls: type = QMixConfig, **settings: Any) -> TeamEnvRunner:
+    """A runner on RLlib's per-agent episodes (``team_acting`` off): what these tests compare with
+    RLlib's own code (tests/test_team_acting.py compares team acting with this path)."""
+    settings.setdefault("team_acting", False)
     config = (
         config_cls()
         .environment("mpe_simple_spread", env_config={})

@@ -121,20 +121,31 @@ def _core_name(module: nn.Module) -> str:
 
 
 def _agent_episodes(episode: Any) -> list[tuple[str, Any]]:
-    """``(module id, single-agent episode)`` pairs of a single- or multi-agent episode."""
+    """``(module id, single-agent episode)`` pairs of a single- or multi-agent episode; a QMIX
+    :class:`~rllib_grsn.algorithms.qmix.TeamEpisode` is one entry for its shared module."""
     from ray.rllib.core import DEFAULT_MODULE_ID
     from ray.rllib.env.multi_agent_episode import MultiAgentEpisode
 
+    from rllib_grsn.algorithms.qmix import SHARED_MODULE_ID, TeamEpisode
+
     if isinstance(episode, MultiAgentEpisode):
         return [(str(sa.module_id), sa) for sa in episode.agent_episodes.values()]
+    if isinstance(episode, TeamEpisode):
+        return [(SHARED_MODULE_ID, episode)]
     return [(DEFAULT_MODULE_ID, episode)]
+
+
+def _decisions(agent_episode: Any) -> int:
+    """Decisions in one entry of :func:`_agent_episodes`: every agent's steps of a team episode."""
+    actions = getattr(agent_episode, "actions", None)
+    return int(actions.size) if isinstance(actions, np.ndarray) else len(agent_episode)
 
 
 def decisions_per_module(episodes: list[Any]) -> dict[str, int]:
     counts: dict[str, int] = {}
     for episode in episodes:
         for mid, sa in _agent_episodes(episode):
-            counts[mid] = counts.get(mid, 0) + len(sa)
+            counts[mid] = counts.get(mid, 0) + _decisions(sa)
     return counts
 
 
@@ -237,7 +248,7 @@ def episodes_energy(
         family = _family(module)
         wanted = samples
         if not require_samples and samples is not None:
-            wanted = min(samples, sum(len(sa) for sa in by_module[mid]))
+            wanted = min(samples, sum(_decisions(sa) for sa in by_module[mid]))
         if family == "qmix":
             learner = learner_module_of(mid) if learner_module_of is not None else None
             team_eps = [e for e in episodes if any(m == mid for m, _ in _agent_episodes(e))]

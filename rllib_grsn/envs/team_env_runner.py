@@ -20,11 +20,16 @@ Any other env (``mpe_simple_spread``, ``two_step_game``, StarCraft II) goes to R
 from __future__ import annotations
 
 import logging
+import time
 from collections import Counter
+from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+import torch
 from ray.rllib.callbacks.utils import make_callback
 from ray.rllib.env.env_context import EnvContext
+from ray.rllib.env.env_runner import ENV_STEP_FAILURE
 from ray.rllib.env.multi_agent_env_runner import MultiAgentEnvRunner
 from ray.rllib.utils.metrics import (
     NUM_AGENT_STEPS_SAMPLED,
@@ -35,10 +40,15 @@ from ray.rllib.utils.metrics import (
     NUM_EPISODES_LIFETIME,
     NUM_MODULE_STEPS_SAMPLED,
     NUM_MODULE_STEPS_SAMPLED_LIFETIME,
+    RLMODULE_INFERENCE_TIMER,
 )
 from ray.rllib.utils.pre_checks.env import check_multiagent_environments
 
+from rllib_grsn.algorithms.qmix.episode_replay import TeamEpisode
 from rllib_grsn.envs.multi_agent import check_vectorize, resolve_smac_backend
+from rllib_grsn.modules.connectors import agent_order
+from rllib_grsn.modules.qmix import ACTION_MASK_KEY, AGENT_INPUT_KEYS, STATE_KEY, epsilon_at, select_actions
+from rllib_grsn.tracking.team_metrics import log_team_metrics
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +78,18 @@ def vector_env_kind(env: Any, env_config: Any, num_envs: int) -> str:
     return "sync"
 
 
+@dataclass
+class _Battle:
+    """What one sub-env's running episode has recorded so far, as the replay stores it."""
+
+    inputs: list[np.ndarray] = field(default_factory=list)  # [N, D] per observation
+    masks: list[np.ndarray] = field(default_factory=list)  # [N, A] per observation
+    states: list[np.ndarray] = field(default_factory=list)  # [S] per observation
+    actions: list[np.ndarray] = field(default_factory=list)  # [N] per step
+    rewards: list[float] = field(default_factory=list)  # the team reward per step
+    started: float = field(default_factory=time.perf_counter)
+
+
 class TeamEnvRunner(MultiAgentEnvRunner):
     """``MultiAgentEnvRunner`` whose ``make_env`` builds a ``SMAXVectorEnv`` for SMAX, RLlib's otherwise.
 
@@ -88,12 +110,185 @@ class TeamEnvRunner(MultiAgentEnvRunner):
     # (counter name, agent or module id) -> steps, gathered during one `_sample`; None outside it.
     _pending_counts: Counter | None = None
 
+    # Team acting: the running battles (None: reset by the vector env on its next step) and every
+    # agent's recurrent state, rows battle-major in agent order.
+    _battles: list[_Battle | None] | None = None
+    _team_state: dict[str, torch.Tensor] | None = None
+
     def _sample(self, **kwargs: Any) -> list:
         self._pending_counts = Counter()
         try:
+            if getattr(self.config, "team_acting", False) and self.module is not None:
+                if not kwargs.get("random_actions"):
+                    return self._team_sample(**kwargs)
             return super()._sample(**kwargs)
         finally:
             self._log_sampled_counts()
+
+    # ------------------------------------------------------------------ team acting
+
+    @property
+    def num_unfinished_env_steps(self) -> int:
+        """Env steps of the battles still running (team acting): they reach the replay when they end."""
+        return sum(len(b.rewards) for b in self._battles or [] if b is not None)
+
+    def _team_sample(
+        self,
+        *,
+        num_timesteps: int | None = None,
+        num_episodes: int | None = None,
+        explore: bool,
+        force_reset: bool = False,
+        **kwargs: Any,
+    ) -> list[TeamEpisode]:
+        """``MultiAgentEnvRunner._sample`` for a team sharing one module, in team arrays.
+
+        Each vector step runs one forward pass of the agent network over every acting battle x agent
+        (rows battle-major, agents in ``agent_order``, as RLlib lines them up), keeps every agent's
+        recurrent state in one batched tensor, picks epsilon-greedy actions over the available ones,
+        and appends the step to its battle's :class:`_Battle`. Only finished episodes are returned,
+        as :class:`TeamEpisode`s; a battle still running when the call ends goes on in the next one.
+        The steps, draws, seeds and counts are RLlib's: for the same seed and weights the episodes
+        are the ones its per-agent path produces.
+        """
+        if force_reset or num_episodes is not None or self._needs_initial_reset or self._battles is None:
+            self._team_reset()
+        if num_episodes is not None:
+            self._needs_initial_reset = True
+        (module_id,) = self.module.keys()
+        module = self.module[module_id]
+        runners = self.config.num_env_runners or 1
+        finished: list[TeamEpisode] = []
+        env_ts = eps = 0
+        while (eps < num_episodes) if num_timesteps is None else (env_ts < num_timesteps):
+            acting = [i for i, battle in enumerate(self._battles) if battle is not None]
+            t = (self.num_env_steps_sampled_lifetime // runners + env_ts) * runners
+            actions = self._team_act(
+                module,
+                acting,
+                epsilon_at(t, module.epsilon_start, module.epsilon_finish, module.epsilon_anneal_steps)
+                if explore
+                else 0.0,
+            )
+            to_env: list[dict] = [{} for _ in range(self.num_envs)]
+            for i, row in zip(acting, actions, strict=True):
+                to_env[i] = {aid: int(a) for aid, a in zip(self._agents, row, strict=True)}
+            results = self._try_env_step(to_env)
+            if results == ENV_STEP_FAILURE:  # the env was rebuilt: start over, as RLlib does
+                env_ts = 0
+                self._team_reset()
+                continue
+            observations, rewards, terminateds, truncateds, infos = results
+            ended = []
+            for i, row in zip(acting, actions, strict=True):
+                battle = self._battles[i]
+                battle.actions.append(row)
+                battle.rewards.append(float(rewards[i][self._agents[0]]))  # every agent gets the team reward
+                self._team_observe(battle, observations[i], row)
+                env_ts += 1
+                self._count_step(observations[i], module_id)
+                if terminateds[i].get("__all__") or truncateds[i].get("__all__"):
+                    ended.append(i)
+            for i in range(self.num_envs):
+                if self._battles[i] is None:  # reset by the vector env on this step
+                    self._team_start(i, observations[i])
+            for i in ended:
+                if num_episodes is not None and eps >= num_episodes:
+                    break  # as RLlib: episodes past the quota are dropped
+                terminated = bool(terminateds[i].get("__all__")) and not truncateds[i].get("__all__")
+                finished.append(self._team_finish(i, terminated, infos[i], module_id))
+                eps += 1
+        return finished
+
+    def _team_reset(self) -> None:
+        """Resets every sub-env (seeded on the first reset, as RLlib) and starts a battle in each."""
+        self._agents = agent_order(self.env.envs[0].unwrapped.possible_agents)
+        observations, _ = self._try_env_reset(seed=self._seed if self._needs_initial_reset else None)
+        self._needs_initial_reset = False
+        (module_id,) = self.module.keys()
+        rows = self.num_envs * len(self._agents)
+        self._team_state = dict(self.module[module_id].agent.initial_state(rows, device="cpu"))
+        self._battles = [None] * self.num_envs
+        for i in range(self.num_envs):
+            self._team_start(i, observations[i])
+
+    def _team_start(self, index: int, observations: dict) -> None:
+        """A new episode in battle ``index``: its reset observation, zero state, no previous action."""
+        self._battles[index] = battle = _Battle()
+        n = len(self._agents)
+        for value in self._team_state.values():
+            value[index * n : (index + 1) * n] = 0.0
+        self._team_observe(battle, observations, None)
+
+    def _team_observe(self, battle: _Battle, observations: dict, actions: np.ndarray | None) -> None:
+        """Appends each agent's network input ``[obs, one-hot id, one-hot previous action]``, the
+        available actions and the global state (``AgentIdPrevAction``'s layout)."""
+        per_agent = [observations[aid] for aid in self._agents]
+        n = len(per_agent)
+        masks = np.stack([np.asarray(o[ACTION_MASK_KEY], np.float32) for o in per_agent])
+        previous = np.zeros_like(masks)
+        if actions is not None:
+            previous[np.arange(n), actions] = 1.0
+        parts = {
+            AGENT_INPUT_KEYS[0]: np.stack(
+                [np.asarray(o[AGENT_INPUT_KEYS[0]], np.float32) for o in per_agent]
+            ),
+            AGENT_INPUT_KEYS[1]: np.eye(n, dtype=np.float32),
+            AGENT_INPUT_KEYS[2]: previous,
+        }
+        battle.inputs.append(np.concatenate([parts[k] for k in AGENT_INPUT_KEYS], axis=-1))
+        battle.masks.append(masks)
+        battle.states.append(np.asarray(per_agent[0][STATE_KEY], np.float32))
+
+    def _team_act(self, module: Any, acting: list[int], epsilon: float) -> list[np.ndarray]:
+        """One forward pass over the agents of the ``acting`` battles; their actions, ``[N]`` each."""
+        if not acting:
+            return []
+        n = len(self._agents)
+        rows = torch.as_tensor(np.concatenate([np.arange(i * n, (i + 1) * n) for i in acting]))
+        inputs = torch.as_tensor(np.concatenate([self._battles[i].inputs[-1] for i in acting]))
+        masks = torch.as_tensor(np.concatenate([self._battles[i].masks[-1] for i in acting]))
+        state = {k: v[rows] for k, v in self._team_state.items()}
+        with torch.no_grad(), self.metrics.log_time(RLMODULE_INFERENCE_TIMER):
+            q, state_out = module.agent(inputs.unsqueeze(1), state)
+            actions = select_actions(q, masks.unsqueeze(1), epsilon).squeeze(1)
+        for k, v in state_out.items():
+            self._team_state[k][rows] = v
+        return list(actions.numpy().reshape(len(acting), n))
+
+    def _count_step(self, observations: dict, module_id: str) -> None:
+        counts = self._pending_counts
+        counts[NUM_ENV_STEPS_SAMPLED, None] += 1
+        for aid in observations:
+            counts[NUM_AGENT_STEPS_SAMPLED, str(aid)] += 1
+            counts[NUM_MODULE_STEPS_SAMPLED, module_id] += 1
+
+    def _team_finish(self, index: int, terminated: bool, infos: dict, module_id: str) -> TeamEpisode:
+        """Battle ``index``'s finished episode, its metrics logged as RLlib and the team callback do."""
+        battle, self._battles[index] = self._battles[index], None
+        last = infos.get(self._agents[0], {}) if isinstance(infos, dict) else {}
+        episode = TeamEpisode(
+            inputs=np.stack(battle.inputs),
+            masks=np.stack(battle.masks),
+            states=np.stack(battle.states),
+            actions=np.stack(battle.actions).astype(np.int64),
+            rewards=np.asarray(battle.rewards, np.float32),
+            terminated=terminated,
+            won=bool(last["battle_won"]) if "battle_won" in last else None,
+            backend=str(last["backend"]) if "backend" in last else None,
+        )
+        self._pending_counts[NUM_EPISODES, None] += 1
+        n, team_return = len(self._agents), episode.team_return
+        self._log_episode_metrics(
+            len(episode),
+            n * team_return,  # RLlib's episode return sums every agent's
+            time.perf_counter() - battle.started,
+            {str(aid): team_return for aid in self._agents},
+            {module_id: n * team_return},
+            {str(aid): len(episode) for aid in self._agents},
+        )
+        log_team_metrics(self.metrics, team_return, episode.won, episode.backend)
+        return episode
 
     def _increase_sampled_metrics(self, num_steps: int, next_obs: dict, episode: Any) -> int:
         counts = self._pending_counts

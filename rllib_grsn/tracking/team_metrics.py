@@ -43,6 +43,15 @@ def episode_team_metrics(episode: MultiAgentEpisode) -> dict[str, Any]:
     return out
 
 
+def log_team_metrics(metrics_logger: Any, team_return: float, won: bool | None, backend: str | None) -> None:
+    """Logs one finished episode's team metrics (``won``/``backend``: None where the env has none)."""
+    metrics_logger.log_value(TEAM_RETURN, float(team_return), reduce="mean", window=METRICS_WINDOW)
+    if won is not None:
+        metrics_logger.log_value(WIN_RATE, float(won), reduce="mean", window=METRICS_WINDOW)
+    if backend is not None:
+        metrics_logger.log_value((BACKEND_EPISODES, backend), 1, reduce="sum")
+
+
 class TeamMetricsCallback(RLlibCallback):
     """Logs ``win_rate`` and ``team_return_mean`` per episode and adds ``backend`` to each result.
 
@@ -54,16 +63,10 @@ class TeamMetricsCallback(RLlibCallback):
         if not isinstance(episode, MultiAgentEpisode) or metrics_logger is None:
             return
         metrics = episode_team_metrics(episode)
-        if "team_return" in metrics:
-            metrics_logger.log_value(
-                TEAM_RETURN, metrics["team_return"], reduce="mean", window=METRICS_WINDOW
+        if metrics:
+            log_team_metrics(
+                metrics_logger, metrics["team_return"], metrics.get("battle_won"), metrics.get("backend")
             )
-        if "battle_won" in metrics:
-            metrics_logger.log_value(
-                WIN_RATE, float(metrics["battle_won"]), reduce="mean", window=METRICS_WINDOW
-            )
-        if "backend" in metrics:
-            metrics_logger.log_value((BACKEND_EPISODES, metrics["backend"]), 1, reduce="sum")
 
     def on_train_result(self, *, algorithm: Any, result: dict, **kwargs: Any) -> None:
         counts = (result.get("env_runners") or {}).get(BACKEND_EPISODES) or {}

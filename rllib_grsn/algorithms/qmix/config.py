@@ -64,6 +64,11 @@ class QMixSettings(BaseModel):
     target_update_interval: PositiveInt = Field(
         200, description="episodes between hard copies into the target networks"
     )
+    team_acting: bool = Field(
+        True,
+        description="act for every battle x agent in one batched forward pass and record the replay's "
+        "team arrays directly (TeamEnvRunner); false: RLlib's per-agent episodes (same episodes, slower)",
+    )
     store_buffer_in_checkpoints: bool = Field(
         False,
         description="save the replay with each checkpoint (off: a full SMAC replay is gigabytes; a "

@@ -35,7 +35,8 @@ from rllib_grsn.modules.qmix import ACTION_MASK_KEY, AGENT_INPUT_KEYS, STATE_KEY
 
 @dataclass
 class TeamEpisode:
-    """One finished episode of a team, agents lined up (see module docstring)."""
+    """One finished episode of a team, agents lined up (see module docstring), and, on battle envs,
+    whether the team won and which simulator ran it (``sc2``, ``smax``, ...)."""
 
     inputs: np.ndarray
     masks: np.ndarray
@@ -43,9 +44,26 @@ class TeamEpisode:
     actions: np.ndarray
     rewards: np.ndarray
     terminated: bool
+    won: bool | None = None
+    backend: str | None = None
 
     def __len__(self) -> int:
         return len(self.rewards)
+
+    # A TeamEpisode is always a whole episode from its first step (what RLlib's episodes call done).
+    is_done = True
+
+    @property
+    def team_return(self) -> float:
+        return float(self.rewards.sum())
+
+    def env_steps(self) -> int:
+        """Env steps, as RLlib's episodes count them (its sampling and evaluation loops ask)."""
+        return len(self)
+
+    def agent_steps(self) -> int:
+        """Every agent's steps, as RLlib's multi-agent episodes count them."""
+        return int(self.actions.size)
 
     @property
     def nbytes(self) -> int:
@@ -74,6 +92,8 @@ class TeamEpisode:
             actions=np.concatenate([self.actions, later.actions]),
             rewards=np.concatenate([self.rewards, later.rewards]),
             terminated=later.terminated,
+            won=later.won,
+            backend=later.backend,
         )
 
 
@@ -81,8 +101,11 @@ def team_episode(episode: Any) -> TeamEpisode:
     """Team arrays of an RLlib ``MultiAgentEpisode`` (or chunk of one) in which every agent acted every step.
 
     Raises ``ValueError`` when agents acted on different steps: QMIX mixes all agents' values of a
-    step, so the team adapters keep every agent (dead ones included) in every step.
+    step, so the team adapters keep every agent (dead ones included) in every step. A TeamEpisode
+    (what team acting records) is returned as it is.
     """
+    if isinstance(episode, TeamEpisode):
+        return episode
     agents = agent_order(episode.agent_ids)
     length = len(episode)
     per_agent = []
@@ -114,7 +137,11 @@ def team_episode(episode: Any) -> TeamEpisode:
     # flag survives, and the team adapters never report both on one step, so truncated wins.
     first = per_agent[0]
     terminated = bool(first.is_terminated) and not bool(first.is_truncated)
-    return TeamEpisode(inputs, masks, states, actions, rewards, terminated)
+    infos = first.get_infos(-1) if len(first.get_infos()) else {}
+    infos = infos if isinstance(infos, dict) else {}
+    won = bool(infos["battle_won"]) if "battle_won" in infos else None
+    backend = str(infos["backend"]) if "backend" in infos else None
+    return TeamEpisode(inputs, masks, states, actions, rewards, terminated, won, backend)
 
 
 class TeamEpisodeReplay:

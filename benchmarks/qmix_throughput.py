@@ -1,0 +1,160 @@
+"""The main job's end-to-end training speed with team acting against RLlib's per-agent episodes.
+
+Three Algorithms of one tuned example (default: the main job, ``tuned_examples/smac_8m_grsn.yaml``)
+in one process, evaluation off and the EnvRunner local:
+
+- ``rllib-1t``: RLlib's per-agent episodes (``team_acting: false``), one torch thread: the main job
+  before team acting (a Tune trial of one CPU gets one thread);
+- ``team-1t``: team acting, one torch thread;
+- ``team-2t``: team acting, two torch threads (a trial of two CPUs, ``num_cpus_for_main_process: 2``).
+
+After ``--warmup`` iterations each (learning has started by then), they train ``--iterations`` more,
+taking turns iteration by iteration so that load from elsewhere on the machine hits all alike.
+Reported per variant: env steps sampled per second of ``Algorithm.train()`` (median over the timed
+iterations) and its ratio to ``rllib-1t``, and where the time went:
+
+- ``env``: the vector env's ``step``/``reset``;
+- ``forward``: the agent network's acting forward pass;
+- ``bookkeeping``: the rest of sampling (connectors, episodes, action selection, team arrays);
+- ``replay``: adding to and sampling from the replay;
+- ``learner``: the gradient steps;
+- ``other``: the rest of ``train()`` (weight sync, metrics, target updates).
+
+Run from the repository root::
+
+    .venv/bin/python -m benchmarks.qmix_throughput --iterations 8
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import rllib_grsn.algorithms.qmix.algorithm as qmix_algorithm
+from benchmarks.machine import machine_description
+from rllib_grsn.experiment import load_experiments
+
+PARTS = ("env", "forward", "bookkeeping", "replay", "learner", "other")
+# name, team_acting, torch threads
+VARIANTS = (("rllib-1t", False, 1), ("team-1t", True, 1), ("team-2t", True, 2))
+ENV_STEPS = "num_env_steps_sampled_lifetime"
+
+
+class Clock:
+    """Seconds spent in wrapped calls, per part; a call inside another part's counts for both."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = defaultdict(float)
+
+    def wrap(self, owner: Any, name: str, part: str) -> None:
+        original = getattr(owner, name)
+
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            start = time.perf_counter()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                self.seconds[part] += time.perf_counter() - start
+
+        setattr(owner, name, timed)
+
+
+def build(path: str, team_acting: bool, seed: int) -> tuple[Any, Clock]:
+    overrides = {"team_acting": team_acting, "seed": seed, "evaluation_interval": 0, "num_env_runners": 0}
+    (experiment,) = load_experiments(path, config=overrides)
+    algo = experiment.algo_config.build_algo()
+    clock = Clock()
+    runner = algo.env_runner
+    clock.wrap(runner.env, "step", "env")
+    clock.wrap(runner.env, "reset", "env")
+    for module in runner.module.values():
+        clock.wrap(module.agent, "forward", "forward")
+    clock.wrap(algo.replay_buffer, "add", "replay")
+    clock.wrap(algo, "replay_batch", "replay")
+    clock.wrap(algo.learner_group, "update", "learner")
+    return algo, clock
+
+
+def timed_iteration(algo: Any, clock: Clock, sample: Callable[..., Any]) -> dict[str, float]:
+    """One ``train()``: env steps/s and seconds per part."""
+    clock.seconds.clear()
+    sampling = Clock()
+    qmix_algorithm.sample_episodes = lambda a: _timed(sampling, sample, a)
+    start = time.perf_counter()
+    result = algo.train()
+    total = time.perf_counter() - start
+    qmix_algorithm.sample_episodes = sample
+    parts = dict(clock.seconds)
+    sampled = sampling.seconds["sampling"]
+    parts["bookkeeping"] = sampled - parts.get("env", 0.0) - parts.get("forward", 0.0)
+    parts["other"] = total - sampled - parts.get("replay", 0.0) - parts.get("learner", 0.0)
+    steps = result["env_runners"]["num_env_steps_sampled"]
+    return {"env_steps": int(steps), "seconds": total, "steps_per_s": float(steps) / total, **parts}
+
+
+def _timed(clock: Clock, fn: Callable[..., Any], *args: Any) -> Any:
+    start = time.perf_counter()
+    try:
+        return fn(*args)
+    finally:
+        clock.seconds["sampling"] += time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--yaml", default="tuned_examples/smac_8m_grsn.yaml")
+    parser.add_argument("--warmup", type=int, default=3, help="iterations per variant before timing")
+    parser.add_argument("--iterations", type=int, default=8, help="timed iterations per variant")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default="benchmarks/results/qmix_throughput.json")
+    args = parser.parse_args()
+    sample = qmix_algorithm.sample_episodes
+    variants = {name: (*build(args.yaml, team, args.seed), threads) for name, team, threads in VARIANTS}
+    for _ in range(args.warmup):
+        for algo, _clock, threads in variants.values():
+            torch.set_num_threads(threads)
+            algo.train()
+    rows: dict[str, list[dict[str, float]]] = {name: [] for name in variants}
+    for i in range(args.iterations):
+        for name, (algo, clock, threads) in variants.items():
+            torch.set_num_threads(threads)
+            rows[name].append(timed_iteration(algo, clock, sample))
+            print(f"iteration {i + 1} {name}: {rows[name][-1]['steps_per_s']:.0f} env steps/s", flush=True)
+    for algo, _clock, _threads in variants.values():
+        algo.stop()
+
+    summary = {}
+    for name, iterations in rows.items():
+        seconds = sum(r["seconds"] for r in iterations)
+        summary[name] = {
+            "env_steps_per_s_median": statistics.median(r["steps_per_s"] for r in iterations),
+            "share": {p: sum(r.get(p, 0.0) for r in iterations) / seconds for p in PARTS},
+            "ms_per_env_step": {
+                p: 1000 * sum(r.get(p, 0.0) for r in iterations) / sum(r["env_steps"] for r in iterations)
+                for p in PARTS
+            },
+        }
+    base = summary[VARIANTS[0][0]]["env_steps_per_s_median"]
+    print(f"\n{'':9s} {'env steps/s':>12s} {'ratio':>6s} " + " ".join(f"{p:>12s}" for p in PARTS))
+    for name, s in summary.items():
+        s["ratio"] = s["env_steps_per_s_median"] / base
+        shares = " ".join(f"{100 * s['share'][p]:11.1f}%" for p in PARTS)
+        print(f"{name:9s} {s['env_steps_per_s_median']:12.0f} {s['ratio']:5.2f}x {shares}")
+    out = {"machine": machine_description(), "args": vars(args), "summary": summary, "iterations": rows}
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(out, indent=1))
+    print(f"written to {args.out}")
+
+
+if __name__ == "__main__":
+    main()
