@@ -152,3 +152,49 @@ def test_q_shortcut_lets_q_read_the_observation_when_no_neuron_fires():
 def test_q_shortcut_must_be_a_flag():
     with pytest.raises(ValueError, match="q_shortcut"):
         _module(q_shortcut="yes")
+
+
+@pytest.mark.parametrize("core", ["grsn", "gru"])
+def test_length_bucketed_unroll_equals_the_padded_batch_on_every_real_step(core):
+    """The learner unrolls episodes in groups of similar length, each only as far as it needs: every
+    real step's online and target Q and firing rate, and the gradients of a loss over real steps, are
+    those of one unroll of the whole padded batch."""
+    from rllib_grsn.algorithms.qmix.learner import QMixLearner
+
+    torch.manual_seed(0)
+    module = _module(core)
+    module.make_target_networks()
+    lengths = torch.tensor([3, 9, 1, 6, 9, 2, 5])
+    batch, steps = len(lengths), int(lengths.max()) + 1
+    width = sum(
+        int(gym.spaces.flatdim(module.observation_space[k])) for k in ("obs", "agent_id", "prev_action")
+    )
+    inputs = torch.randn(batch, steps, N_AGENTS, width)
+    real = (torch.arange(steps)[None, :] <= lengths[:, None]).float()  # observations 0..L of each episode
+
+    def loss_and_grads(with_lengths: bool):
+        module.zero_grad()
+        q, target_q, rate = QMixLearner.agent_q_values_and_spike_rate(
+            module, inputs, lengths if with_lengths else None
+        )
+        loss = (q.pow(2).sum(-1) * real[..., None]).sum()
+        loss.backward()
+        grads = {n: p.grad.clone() for n, p in module.agent.named_parameters() if p.grad is not None}
+        return (
+            q.detach() * real[..., None, None],
+            target_q * real[..., None, None],
+            rate,
+            loss.detach(),
+            grads,
+        )
+
+    q, target_q, rate, loss, grads = loss_and_grads(False)
+    q_b, target_q_b, rate_b, loss_b, grads_b = loss_and_grads(True)
+    torch.testing.assert_close(q_b, q)
+    torch.testing.assert_close(target_q_b, target_q)
+    if rate is not None:
+        torch.testing.assert_close(rate_b * real[..., None], rate * real[..., None])
+    torch.testing.assert_close(loss_b, loss)
+    assert grads.keys() == grads_b.keys()
+    for name, grad in grads.items():
+        torch.testing.assert_close(grads_b[name], grad, msg=name)

@@ -37,6 +37,27 @@ from rllib_grsn.algorithms.qmix.config import QMixConfig
 from rllib_grsn.algorithms.qmix.targets import td_lambda_targets
 from rllib_grsn.modules.qmix import SpikingQMixModule, masked_q
 
+# Groups of similar length a batch of episodes is unrolled in (agent_q_values_and_spike_rate).
+LENGTH_BUCKETS = 4
+
+
+def _unroll_agents(module: SpikingQMixModule, inputs: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
+    """Online and target Q ``[B, T, N, A]`` and the online firing rate ``[B, T, N]`` (or None) of
+    every agent sequence of ``inputs`` ``[B, T, N, D]``, each from the zero state."""
+    batch_size, steps, n_agents, width = inputs.shape
+    # [B, T, N, D] -> [B*N, T, D]: every agent of every episode is one sequence.
+    sequences = inputs.permute(0, 2, 1, 3).reshape(batch_size * n_agents, steps, width)
+    state = module.agent.initial_state(batch_size * n_agents, device=inputs.device)
+    q, rate = module.agent_q_values_and_spike_rate(sequences, state)
+    with torch.no_grad():
+        target_q = module.agent_q_values(sequences, state, target=True)
+
+    def per_agent(x: Tensor) -> Tensor:
+        return x.reshape(batch_size, n_agents, steps, -1).permute(0, 2, 1, 3)
+
+    spike_rate = None if rate is None else per_agent(rate.unsqueeze(-1)).squeeze(-1)
+    return per_agent(q), per_agent(target_q), spike_rate
+
 
 class QMixLearner(TorchLearner):
     """TD(lambda) QMIX / VDN over episode batches; see the module docstring."""
@@ -80,7 +101,9 @@ class QMixLearner(TorchLearner):
         inputs, masks, states = batch["inputs"].float(), batch["masks"].float(), batch["states"].float()
         actions = batch["actions"].long()
         rewards, terminateds, filled = (batch[k].float() for k in ("rewards", "terminateds", "filled"))
-        q, target_q, spike_rate = self.agent_q_values_and_spike_rate(module, inputs)  # [B, T+1, N, A] each
+        lengths = filled.sum(dim=1).long()  # real steps per episode
+        # [B, T+1, N, A] each, every episode unrolled only over its own steps (see the method).
+        q, target_q, spike_rate = self.agent_q_values_and_spike_rate(module, inputs, lengths)
 
         chosen = q[:, :-1].gather(-1, actions.unsqueeze(-1)).squeeze(-1)  # [B, T, N]
         q_tot = module.mix(chosen, states[:, :-1])
@@ -124,23 +147,37 @@ class QMixLearner(TorchLearner):
 
     @staticmethod
     def agent_q_values_and_spike_rate(
-        module: SpikingQMixModule, inputs: Tensor
+        module: SpikingQMixModule, inputs: Tensor, lengths: Tensor | None = None
     ) -> tuple[Tensor, Tensor, Tensor | None]:
         """Online and target Q ``[B, T+1, N, A]`` of every agent, each sequence from the zero state,
-        and the online core's firing rate ``[B, T+1, N]`` (None when the core does not spike)."""
-        batch_size, steps, n_agents, width = inputs.shape
-        # [B, T+1, N, D] -> [B*N, T+1, D]: every agent of every episode is one sequence.
-        sequences = inputs.permute(0, 2, 1, 3).reshape(batch_size * n_agents, steps, width)
-        state = module.agent.initial_state(batch_size * n_agents, device=inputs.device)
-        q, rate = module.agent_q_values_and_spike_rate(sequences, state)
-        with torch.no_grad():
-            target_q = module.agent_q_values(sequences, state, target=True)
+        and the online core's firing rate ``[B, T+1, N]`` (None when the core does not spike).
 
-        def per_agent(x: Tensor) -> Tensor:
-            return x.reshape(batch_size, n_agents, steps, -1).permute(0, 2, 1, 3)
+        With ``lengths`` (each episode's real steps), the episodes are unrolled in
+        :data:`LENGTH_BUCKETS` groups of similar length, each only as far as its longest episode's
+        last observation: a batch padded to its longest episode would otherwise spend a good part of
+        the unroll on padding. Each sequence's values are the same either way (it starts from the zero
+        state and runs alone); the steps past an episode's end are zeros, which the loss masks out.
+        """
+        steps = inputs.shape[1]
+        if lengths is None:
+            return _unroll_agents(module, inputs)
+        order = torch.argsort(lengths)
+        groups = [g for g in torch.tensor_split(order, min(LENGTH_BUCKETS, len(order))) if len(g)]
+        parts = []
+        for group in groups:
+            needed = int(lengths[group].max()) + 1  # observations: the steps and the final one
+            parts.append((group, _unroll_agents(module, inputs[group, :needed])))
+        spiking = parts[0][1][2] is not None
 
-        spike_rate = None if rate is None else per_agent(rate.unsqueeze(-1)).squeeze(-1)
-        return per_agent(q), per_agent(target_q), spike_rate
+        def gathered(i: int) -> Tensor:
+            padded = [
+                torch.nn.functional.pad(out[i], (0, 0) * (out[i].dim() - 2) + (0, steps - out[i].shape[1]))
+                for _, out in parts
+            ]
+            inverse = torch.argsort(torch.cat([group for group, _ in parts]))
+            return torch.cat(padded)[inverse]
+
+        return gathered(0), gathered(1), gathered(2) if spiking else None
 
     def update_target_networks(self) -> None:
         """Hard copy of the online agent network and mixer into the targets (pymarl)."""
