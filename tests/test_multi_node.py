@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import ray
 from ray import tune
@@ -128,5 +129,50 @@ def test_killed_env_runner_is_replaced_and_training_continues(cluster):
         assert group.num_healthy_remote_workers() == 1
         assert group.num_remote_worker_restarts() >= 1
         assert result["num_env_steps_sampled_lifetime"] >= before + 256
+    finally:
+        algo.stop()
+
+
+def test_qmix_team_runners_on_two_nodes_sample_and_one_killed_is_replaced(cluster):
+    """QMIX's team EnvRunners scale out: two remote runners (one per worker node, 1 CPU each) both
+    sample with the learner's weights; one killed is restarted and sampling goes on."""
+    from ray.rllib.core.rl_module.rl_module import RLModuleSpec
+
+    from rllib_grsn.algorithms.qmix import QMixConfig
+
+    config = (
+        QMixConfig()
+        .environment("two_step_game")
+        .env_runners(num_env_runners=2, num_envs_per_env_runner=2, num_cpus_per_env_runner=1)
+        .rl_module(rl_module_spec=RLModuleSpec(model_config={"core": "grsn", "hidden": 8, "obs_embed": 8}))
+        .training(train_batch_size_per_learner=4, num_episodes_before_learning_starts=4)
+        .reporting(min_sample_timesteps_per_iteration=40)
+        .debugging(seed=0)
+    )
+    algo = config.build_algo()
+    try:
+        algo.train()
+        group = algo.env_runner_group
+        nodes = group.foreach_env_runner(
+            lambda r: ray.get_runtime_context().get_node_id(), local_env_runner=False
+        )
+        assert len(set(nodes)) == 2  # a runner on each worker node (the head's CPU runs the algorithm)
+        weights = algo.learner_group.get_weights()
+        (module_id,) = weights.keys()
+        acting = group.foreach_env_runner(lambda r: r.module[module_id].get_state(), local_env_runner=False)
+        for state in acting:
+            for name, value in state.items():
+                np.testing.assert_array_equal(value, weights[module_id][name])
+        runner_id = group.healthy_env_runner_ids()[0]
+        ray.kill(group._worker_manager._actors[runner_id], no_restart=False)
+        deadline = time.monotonic() + 120
+        while True:
+            result = algo.train()
+            if group.num_healthy_remote_workers() == 2 or time.monotonic() > deadline:
+                break
+        before = result["num_env_steps_sampled_lifetime"]
+        result = algo.train()
+        assert group.num_healthy_remote_workers() == 2 and group.num_remote_worker_restarts() >= 1
+        assert result["num_env_steps_sampled_lifetime"] >= before + 40
     finally:
         algo.stop()

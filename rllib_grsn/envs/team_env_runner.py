@@ -1,10 +1,18 @@
-"""An RLlib ``MultiAgentEnvRunner`` that batches SMAX battles with ``jax.vmap`` (QMIX's EnvRunner).
+"""QMIX's EnvRunner: team acting, and SMAX battles batched with ``jax.vmap``.
 
-RLlib 2.60's ``MultiAgentEnvRunner.make_env`` always builds a ``SyncVectorMultiAgentEnv``, one Python
-``step`` per sub-env. For the ``smac`` env on the SMAX backend, :class:`TeamEnvRunner` builds a
-:class:`~rllib_grsn.envs.smax_vector.SMAXVectorEnv` instead, which steps every sub-env in one jitted
-call; everything else (``_sample``, episodes, connectors, callbacks, metrics) is RLlib's, unchanged,
-because the vector env keeps ``SyncVectorMultiAgentEnv``'s contract.
+:class:`TeamEnvRunner` is an RLlib ``MultiAgentEnvRunner`` (remote runners, restarts, weight sync,
+evaluation runners and metrics work as RLlib's) that differs in two ways:
+
+- **Team acting** (``QMixConfig.team_acting``, on by default): ``_sample`` acts for every battle x
+  agent in one forward pass per vector step and records the replay's team arrays directly, without
+  RLlib's per-agent connectors and ``MultiAgentEpisode``s, and returns finished episodes as
+  :class:`~rllib_grsn.algorithms.qmix.TeamEpisode`. It takes the same steps, random draws and counts as
+  RLlib's path (``team_acting: false``), which it replaces: the same seed and weights give the same
+  episodes. Callbacks get ``on_sample_end``, no per-step or per-episode calls.
+- **The vector env.** RLlib 2.60's ``make_env`` always builds a ``SyncVectorMultiAgentEnv``, one Python
+  ``step`` per sub-env. For the ``smac`` env on the SMAX backend it builds a
+  :class:`~rllib_grsn.envs.smax_vector.SMAXVectorEnv` instead, which steps every sub-env in one jitted
+  call and keeps ``SyncVectorMultiAgentEnv``'s contract.
 
 env_config ``vectorize`` (:func:`~rllib_grsn.envs.multi_agent.check_vectorize`) picks the vector env:
 
