@@ -3,15 +3,15 @@
 Three Algorithms of one tuned example (default: the main job, ``tuned_examples/smac_8m_grsn.yaml``)
 in one process, evaluation off and the EnvRunner local:
 
-- ``rllib-1t``: RLlib's per-agent episodes (``team_acting: false``), one torch thread: the main job
-  before team acting (a Tune trial of one CPU gets one thread);
-- ``team-1t``: team acting, one torch thread;
-- ``team-2t``: team acting, two torch threads (a trial of two CPUs, ``num_cpus_for_main_process: 2``).
+- ``before``: the main job before team acting: RLlib's per-agent episodes (``team_acting: false``), one
+  padded unroll per update (``length_buckets: 1``), one torch thread (a Tune trial of one CPU);
+- ``team-1t``: team acting and length-bucketed updates, one torch thread;
+- ``team-2t``: the same with two torch threads (the main job now: ``num_cpus_for_main_process: 2``).
 
 After ``--warmup`` iterations each (learning has started by then), they train ``--iterations`` more,
 taking turns iteration by iteration so that load from elsewhere on the machine hits all alike.
 Reported per variant: env steps sampled per second of ``Algorithm.train()`` (median over the timed
-iterations) and its ratio to ``rllib-1t``, and where the time went:
+iterations) and its ratio to ``before``, and where the time went:
 
 - ``env``: the vector env's ``step``/``reset``;
 - ``forward``: the agent network's acting forward pass;
@@ -43,8 +43,8 @@ from benchmarks.machine import machine_description
 from rllib_grsn.experiment import load_experiments
 
 PARTS = ("env", "forward", "bookkeeping", "replay", "learner", "other")
-# name, team_acting, torch threads
-VARIANTS = (("rllib-1t", False, 1), ("team-1t", True, 1), ("team-2t", True, 2))
+# name, team_acting, length_buckets, torch threads
+VARIANTS = (("before", False, 1, 1), ("team-1t", True, 4, 1), ("team-2t", True, 4, 2))
 ENV_STEPS = "num_env_steps_sampled_lifetime"
 
 
@@ -67,8 +67,14 @@ class Clock:
         setattr(owner, name, timed)
 
 
-def build(path: str, team_acting: bool, seed: int) -> tuple[Any, Clock]:
-    overrides = {"team_acting": team_acting, "seed": seed, "evaluation_interval": 0, "num_env_runners": 0}
+def build(path: str, team_acting: bool, buckets: int, seed: int) -> tuple[Any, Clock]:
+    overrides = {
+        "team_acting": team_acting,
+        "length_buckets": buckets,
+        "seed": seed,
+        "evaluation_interval": 0,
+        "num_env_runners": 0,
+    }
     (experiment,) = load_experiments(path, config=overrides)
     algo = experiment.algo_config.build_algo()
     clock = Clock()
@@ -119,7 +125,10 @@ def main() -> None:
     parser.add_argument("--out", default="benchmarks/results/qmix_throughput.json")
     args = parser.parse_args()
     sample = qmix_algorithm.sample_episodes
-    variants = {name: (*build(args.yaml, team, args.seed), threads) for name, team, threads in VARIANTS}
+    variants = {
+        name: (*build(args.yaml, team, buckets, args.seed), threads)
+        for name, team, buckets, threads in VARIANTS
+    }
     for _ in range(args.warmup):
         for algo, _clock, threads in variants.values():
             torch.set_num_threads(threads)

@@ -64,6 +64,11 @@ class QMixSettings(BaseModel):
     target_update_interval: PositiveInt = Field(
         200, description="episodes between hard copies into the target networks"
     )
+    length_buckets: PositiveInt = Field(
+        4,
+        description="the learner unrolls a batch's episodes in this many groups of similar length, each "
+        "only as far as it needs (1: one unroll padded to the longest episode)",
+    )
     team_acting: bool = Field(
         True,
         description="act for every battle x agent in one batched forward pass and record the replay's "

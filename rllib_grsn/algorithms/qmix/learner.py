@@ -37,9 +37,6 @@ from rllib_grsn.algorithms.qmix.config import QMixConfig
 from rllib_grsn.algorithms.qmix.targets import td_lambda_targets
 from rllib_grsn.modules.qmix import SpikingQMixModule, masked_q
 
-# Groups of similar length a batch of episodes is unrolled in (agent_q_values_and_spike_rate).
-LENGTH_BUCKETS = 4
-
 
 def _unroll_agents(module: SpikingQMixModule, inputs: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
     """Online and target Q ``[B, T, N, A]`` and the online firing rate ``[B, T, N]`` (or None) of
@@ -102,8 +99,10 @@ class QMixLearner(TorchLearner):
         actions = batch["actions"].long()
         rewards, terminateds, filled = (batch[k].float() for k in ("rewards", "terminateds", "filled"))
         lengths = filled.sum(dim=1).long()  # real steps per episode
-        # [B, T+1, N, A] each, every episode unrolled only over its own steps (see the method).
-        q, target_q, spike_rate = self.agent_q_values_and_spike_rate(module, inputs, lengths)
+        # [B, T+1, N, A] each, the episodes unrolled in groups of similar length (see the method).
+        q, target_q, spike_rate = self.agent_q_values_and_spike_rate(
+            module, inputs, lengths, buckets=config.length_buckets
+        )
 
         chosen = q[:, :-1].gather(-1, actions.unsqueeze(-1)).squeeze(-1)  # [B, T, N]
         q_tot = module.mix(chosen, states[:, :-1])
@@ -147,22 +146,22 @@ class QMixLearner(TorchLearner):
 
     @staticmethod
     def agent_q_values_and_spike_rate(
-        module: SpikingQMixModule, inputs: Tensor, lengths: Tensor | None = None
+        module: SpikingQMixModule, inputs: Tensor, lengths: Tensor | None = None, buckets: int = 4
     ) -> tuple[Tensor, Tensor, Tensor | None]:
         """Online and target Q ``[B, T+1, N, A]`` of every agent, each sequence from the zero state,
         and the online core's firing rate ``[B, T+1, N]`` (None when the core does not spike).
 
-        With ``lengths`` (each episode's real steps), the episodes are unrolled in
-        :data:`LENGTH_BUCKETS` groups of similar length, each only as far as its longest episode's
+        With ``lengths`` (each episode's real steps), the episodes are unrolled in ``buckets`` groups
+        of similar length (``length_buckets``), each only as far as its longest episode's
         last observation: a batch padded to its longest episode would otherwise spend a good part of
         the unroll on padding. Each sequence's values are the same either way (it starts from the zero
         state and runs alone); the steps past an episode's end are zeros, which the loss masks out.
         """
         steps = inputs.shape[1]
-        if lengths is None:
+        if lengths is None or buckets <= 1:
             return _unroll_agents(module, inputs)
         order = torch.argsort(lengths)
-        groups = [g for g in torch.tensor_split(order, min(LENGTH_BUCKETS, len(order))) if len(g)]
+        groups = [g for g in torch.tensor_split(order, min(buckets, len(order))) if len(g)]
         parts = []
         for group in groups:
             needed = int(lengths[group].max()) + 1  # observations: the steps and the final one
