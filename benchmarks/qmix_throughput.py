@@ -5,6 +5,7 @@ in one process, evaluation off and the EnvRunner local:
 
 - ``before``: the main job before team acting: RLlib's per-agent episodes (``team_acting: false``), one
   padded unroll per update (``length_buckets: 1``), one torch thread (a Tune trial of one CPU);
+- ``before-2t``: the same with two torch threads, to tell what the second thread alone buys;
 - ``team-1t``: team acting and length-bucketed updates, one torch thread;
 - ``team-2t``: the same with two torch threads (the main job now: ``num_cpus_for_main_process: 2``).
 
@@ -44,7 +45,12 @@ from rllib_grsn.experiment import load_experiments
 
 PARTS = ("env", "forward", "bookkeeping", "replay", "learner", "other")
 # name, team_acting, length_buckets, torch threads
-VARIANTS = (("before", False, 1, 1), ("team-1t", True, 4, 1), ("team-2t", True, 4, 2))
+VARIANTS = (
+    ("before", False, 1, 1),
+    ("before-2t", False, 1, 2),
+    ("team-1t", True, 4, 1),
+    ("team-2t", True, 4, 2),
+)
 ENV_STEPS = "num_env_steps_sampled_lifetime"
 
 
@@ -159,6 +165,9 @@ def main() -> None:
         s["ratio"] = s["env_steps_per_s_median"] / base
         shares = " ".join(f"{100 * s['share'][p]:11.1f}%" for p in PARTS)
         print(f"{name:9s} {s['env_steps_per_s_median']:12.0f} {s['ratio']:5.2f}x {shares}")
+    print(f"\nms per env step {'':6s}" + " ".join(f"{p:>12s}" for p in PARTS))
+    for name, s in summary.items():
+        print(f"{name:22s}" + " ".join(f"{s['ms_per_env_step'][p]:12.3f}" for p in PARTS))
     out = {"machine": machine_description(), "args": vars(args), "summary": summary, "iterations": rows}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=1))
