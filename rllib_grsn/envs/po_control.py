@@ -46,8 +46,18 @@ PO_CONTROL_ENVS: dict[str, POControlSpec] = {
 }
 
 
+# ``info`` key holding the unmasked observation: what a privileged guide policy may read
+# (rllib_grsn.algorithms.guide); the learner's observation stays the masked one.
+FULL_OBS_KEY = "full_obs"
+
+
 class ObservationMask(gym.ObservationWrapper):
-    """Keeps only ``kept_dims`` of a Box observation (the rest of the state becomes hidden)."""
+    """Keeps only ``kept_dims`` of a Box observation (the rest of the state becomes hidden).
+
+    The full observation is still handed out in ``info[FULL_OBS_KEY]`` (a copy), for privileged
+    guides (jump-start RL, Uchendu et al. 2023); RLlib keeps infos in the episodes, never in the
+    learner's input.
+    """
 
     def __init__(self, env: gym.Env, kept_dims: tuple[int, ...]):
         super().__init__(env)
@@ -61,6 +71,20 @@ class ObservationMask(gym.ObservationWrapper):
 
     def observation(self, observation: np.ndarray) -> np.ndarray:
         return observation[self.kept_dims]
+
+    def reset(self, **kwargs: Any) -> tuple[np.ndarray, dict[str, Any]]:
+        obs, info = self.env.reset(**kwargs)
+        return self.observation(obs), {**info, FULL_OBS_KEY: np.array(obs, copy=True)}
+
+    def step(self, action: Any) -> tuple[np.ndarray, Any, bool, bool, dict[str, Any]]:
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        return (
+            self.observation(obs),
+            reward,
+            terminated,
+            truncated,
+            {**info, FULL_OBS_KEY: np.array(obs, copy=True)},
+        )
 
 
 def _spec(name: str) -> POControlSpec:
