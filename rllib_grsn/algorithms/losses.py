@@ -195,6 +195,34 @@ def td3_actor_loss(q1_of_policy_action: Tensor, mask: Tensor) -> Tensor:
     return -masked_mean(q1_of_policy_action, mask)
 
 
+def td3_bc_actor_loss(
+    q1_of_policy_action: Tensor,
+    policy_action: Tensor,
+    guide_action: Tensor,
+    guided: Tensor,
+    mask: Tensor,
+    bc_weight: float,
+) -> tuple[Tensor, Tensor]:
+    """TD3+BC's actor loss with behaviour cloning on the guide's steps only; ``(loss, bc term)``.
+
+    Fujimoto & Gu 2021 minimise ``-lambda * Q(s, pi(s)) + (pi(s) - a)^2`` with
+    ``lambda = alpha / mean|Q|`` (the mean over the batch, without gradient). Divided by lambda (a
+    positive per-batch scale) this is ``-Q + beta * mean|Q| * (pi(s) - a)^2`` with ``beta = 1 / alpha``,
+    which is plain TD3 at ``beta = 0``, so annealing beta to 0 anneals the cloning away (their alpha = 2.5
+    is beta = 0.4). The Q term averages over the valid steps (``mask``); the cloning term averages the
+    squared error summed over action dimensions over the guided valid steps (``guided * mask``), and
+    is exactly 0 (with no gradient) where no step was guided.
+    """
+    _check_mask(mask, q1_of_policy_action, values_name="q1_of_policy_action")
+    _check_same_shape("guided", guided, "mask", mask)
+    q_term = -masked_mean(q1_of_policy_action, mask)
+    weights = guided.to(policy_action.dtype) * mask.to(policy_action.dtype)
+    squared_error = ((policy_action - guide_action.to(policy_action.dtype)) ** 2).sum(dim=-1)
+    bc = masked_mean(squared_error, weights)
+    scale = masked_mean(q1_of_policy_action.detach().abs(), mask)
+    return q_term + bc_weight * scale * bc, bc
+
+
 # ----------------------------------------------------------------------------------------------------
 # SAC, continuous actions (Haarnoja et al. 2018)
 # ----------------------------------------------------------------------------------------------------
