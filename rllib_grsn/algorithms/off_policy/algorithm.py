@@ -11,6 +11,7 @@ so a resumed run continues on the same data.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
@@ -30,6 +31,8 @@ from ray.rllib.utils.metrics import (
     TIMERS,
 )
 
+from rllib_grsn.algorithms.guide import GUIDED
+from rllib_grsn.algorithms.guide.connector import set_guide_horizon
 from rllib_grsn.algorithms.off_policy.config import RecurrentOffPolicyConfig, RecurrentSACConfig, TD3Config
 from rllib_grsn.algorithms.replay import SequenceReplayBuffer
 from rllib_grsn.algorithms.sampling import sample_episodes, sync_acting_weights
@@ -46,7 +49,10 @@ _BATCH_COLUMNS = {
     "terminateds": Columns.TERMINATEDS,
     "loss_mask": Columns.LOSS_MASK,
     "state_in": Columns.STATE_IN,
+    "guided": GUIDED,
 }
+# Result key of the jump-start horizon the guide acted with in the last training step.
+GUIDE_HORIZON_KEY = "guide_horizon"
 
 
 class RecurrentOffPolicy(Algorithm):
@@ -67,6 +73,8 @@ class RecurrentOffPolicy(Algorithm):
         )
         # Fractional updates carried over between steps (num_updates_per_env_step need not be an integer).
         self._update_credit = 0.0
+        # The jump-start horizon last sent to the EnvRunners (None: not sent yet).
+        self._guide_horizon: int | None = None
 
     def _module_initial_state(self) -> dict[str, Any]:
         """The module's per-sample initial state ({} when stateless), from wherever a copy lives."""
@@ -78,9 +86,25 @@ class RecurrentOffPolicy(Algorithm):
         )
         return next(iter(results)).get()  # RemoteCallResults: one ResultOrError per learner
 
+    def _sync_guide_horizon(self) -> None:
+        """Sends the jump-start horizon at the lifetime env steps to the training EnvRunners (only
+        when it changed). Evaluation EnvRunners are a separate group and never receive one."""
+        settings = getattr(self.config, "guide_settings", None)
+        if settings is None:
+            return
+        sampled = self.metrics.peek((ENV_RUNNER_RESULTS, NUM_ENV_STEPS_SAMPLED_LIFETIME), default=0)
+        horizon = settings.horizon_at(sampled)
+        if horizon != self._guide_horizon:
+            self.env_runner_group.foreach_env_runner(
+                functools.partial(set_guide_horizon, horizon=horizon), local_env_runner=True
+            )
+            self._guide_horizon = horizon
+        self.metrics.log_value(GUIDE_HORIZON_KEY, horizon, window=1)
+
     @override(Algorithm)
     def training_step(self) -> None:
         cfg = self.config
+        self._sync_guide_horizon()
         episodes = sample_episodes(self)
         with self.metrics.log_time((TIMERS, REPLAY_BUFFER_ADD_DATA_TIMER)):
             self.replay_buffer.add(episodes)
@@ -134,6 +158,7 @@ class RecurrentOffPolicy(Algorithm):
         if REPLAY_STATE_KEY in state:
             self.replay_buffer.set_state(state[REPLAY_STATE_KEY])
         self._update_credit = float(state.get(UPDATE_CREDIT_KEY, self._update_credit))
+        self._guide_horizon = None  # rebuilt EnvRunners hold none; resend it at the next step
 
 
 class TD3(RecurrentOffPolicy):

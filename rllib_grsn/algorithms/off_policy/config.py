@@ -13,6 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
 
 from rllib_grsn.algorithms.config_checks import SETTINGS, SelfCheckingConfig
+from rllib_grsn.algorithms.guide import GuideSettings, guide_settings
 from rllib_grsn.algorithms.replay import START_STATES
 from rllib_grsn.checks.rllib_settings import NumberOrAuto, UnitInterval
 from rllib_grsn.modules.twin_q import EXPLORATION_NOISE, RANDOM_STEPS
@@ -54,6 +55,11 @@ class TD3Settings(RecurrentOffPolicySettings):
     target_noise: NonNegativeFloat = Field(0.2, description="target policy smoothing noise")
     target_noise_clip: NonNegativeFloat = Field(0.5, description="clip of the smoothing noise")
     exploration_noise: NonNegativeFloat = Field(0.1, description="Gaussian exploration noise")
+    guide: GuideSettings | None = Field(
+        None,
+        description="a guide that acts the first steps of training episodes, with behaviour cloning on "
+        "its actions (TD3BC+JSRL; see rllib_grsn.algorithms.guide)",
+    )
 
 
 class RecurrentSACSettings(RecurrentOffPolicySettings):
@@ -114,6 +120,36 @@ class TD3Config(RecurrentOffPolicyConfig):
     @property
     def _model_config_auto_includes(self) -> dict[str, Any]:
         return super()._model_config_auto_includes | {EXPLORATION_NOISE: self.exploration_noise}
+
+    @property
+    def guide_settings(self) -> GuideSettings | None:
+        """``guide`` as :class:`GuideSettings` (None without a guide)."""
+        return guide_settings(self.guide)
+
+    def cross_field_problems(self) -> list[str]:
+        problems = super().cross_field_problems()
+        if not problems and self.guide is not None:
+            from rllib_grsn.algorithms.guide.checks import guide_problems
+
+            problems = guide_problems(self.guide, self.env, self.env_config)
+        return problems
+
+    def build_module_to_env_connector(self, env=None, spaces=None):
+        """RLlib's pipeline, with the guide's :class:`GuideActions` first (training EnvRunners only:
+        an evaluation config, ``in_evaluation``, never acts with the guide)."""
+        pipeline = super().build_module_to_env_connector(env, spaces)
+        settings = self.guide_settings
+        if settings is not None and not self.in_evaluation:
+            from rllib_grsn.algorithms.guide.connector import GuideActions
+
+            pipeline.prepend(
+                GuideActions(
+                    input_observation_space=pipeline.input_observation_space,
+                    input_action_space=pipeline.input_action_space,
+                    guide=settings,
+                )
+            )
+        return pipeline
 
     def get_default_rl_module_spec(self):
         from ray.rllib.core.rl_module.rl_module import RLModuleSpec

@@ -20,6 +20,11 @@ is deployed and whose spikes cost energy at run time (the energy count of a deci
 actor too); the critic exists for training only, and a penalty there would bias the value estimates
 the actor learns from without saving any deployed spike. The critic core's rate is logged
 (``critic_firing_rate``) for reference.
+
+With a ``guide`` (TD3BC+JSRL), TD3's actor loss becomes TD3+BC's
+(:func:`~rllib_grsn.algorithms.losses.td3_bc_actor_loss`): behaviour cloning toward the replayed
+actions of the steps the guide acted (the batch's ``guided`` column, recorded while acting), with the
+weight ``guide.bc_weight`` at the lifetime env steps the algorithm passes to every update.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from ray.rllib.core.columns import Columns
 from ray.rllib.core.learner.torch.torch_learner import TorchLearner
 from ray.rllib.core.rl_module.apis import TargetNetworkAPI
 from ray.rllib.utils.annotations import override
+from ray.rllib.utils.metrics import NUM_ENV_STEPS_SAMPLED_LIFETIME
 from ray.rllib.utils.typing import ModuleID
 from torch import Tensor
 
@@ -42,6 +48,7 @@ from rllib_grsn.algorithms.firing_rate import (
     firing_rate_penalty_coeff,
     mean_firing_rate,
 )
+from rllib_grsn.algorithms.guide import GUIDED
 from rllib_grsn.algorithms.off_policy.config import RecurrentOffPolicyConfig, RecurrentSACConfig, TD3Config
 from rllib_grsn.modules.twin_q import RecurrentTwinQModule, SpikingSACModule, SpikingTD3Module
 
@@ -69,6 +76,13 @@ class RecurrentOffPolicyLearner(TorchLearner):
             lambda _, module: module.make_target_networks() if isinstance(module, TargetNetworkAPI) else None
         )
         self.num_gradient_steps = 0
+        # Lifetime env steps sampled, as the algorithm passes them to `update` (schedules read it).
+        self.lifetime_env_steps = 0
+
+    @override(TorchLearner)
+    def before_gradient_based_update(self, *, timesteps: dict[str, Any]) -> None:
+        super().before_gradient_based_update(timesteps=timesteps)
+        self.lifetime_env_steps = int(timesteps.get(NUM_ENV_STEPS_SAMPLED_LIFETIME, self.lifetime_env_steps))
 
     @override(TorchLearner)
     def configure_optimizers_for_module(
@@ -231,11 +245,31 @@ class TD3Learner(RecurrentOffPolicyLearner):
             features = module.actor_features(batch[Columns.OBS], actor_state)
             action = module.policy_action(module.pi_head(features))
             q1_pi = module.q1_value(h[:, :-1].detach(), action)
-            terms["actor_loss"] = self._penalise_actor(
-                module_id, module, L.td3_actor_loss(q1_pi, mask), features, mask
-            )
+            actor_loss = self._actor_loss(module_id, config, batch, q1_pi, action, mask)
+            terms["actor_loss"] = self._penalise_actor(module_id, module, actor_loss, features, mask)
             params["actor_loss"] = module.actor_parameters()
         return terms, params, actor_step
+
+    def _actor_loss(
+        self,
+        module_id: ModuleID,
+        config: TD3Config,
+        batch: dict[str, Any],
+        q1_pi: Tensor,
+        action: Tensor,
+        mask: Tensor,
+    ) -> Tensor:
+        """TD3's actor loss; TD3+BC's on the guided steps when the config has a guide."""
+        settings = config.guide_settings
+        if settings is None:
+            return L.td3_actor_loss(q1_pi, mask)
+        guided = batch[GUIDED].to(mask.dtype)
+        weight = settings.bc_weight_at(self.lifetime_env_steps)
+        loss, bc = L.td3_bc_actor_loss(q1_pi, action, batch[Columns.ACTIONS], guided, mask, weight)
+        self.metrics.log_value((module_id, "bc_loss"), bc.detach(), window=1)
+        self.metrics.log_value((module_id, "bc_weight"), weight, window=1)
+        self.metrics.log_value((module_id, "guided_fraction"), L.masked_mean(guided, mask), window=1)
+        return loss
 
 
 class SACLearner(RecurrentOffPolicyLearner):

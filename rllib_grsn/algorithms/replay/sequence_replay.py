@@ -18,6 +18,8 @@ Each sampled window has ``T = burn_in + seq_len`` steps ``t = s .. s+T-1`` of on
 - ``mask`` is 1.0 on real steps, 0.0 on the zero padding at the end of a window from an episode
   shorter than ``T``; ``loss_mask`` also zeroes the first ``burn_in`` steps (R2D2's burn-in: the
   recurrent state warms up there, no loss is taken).
+- ``guided`` is True on the steps a guide policy acted (the ``guided`` column the guide's connector
+  recorded in ``extra_model_outputs``; False for episodes without it).
 - ``state_in`` is the core state to start the unroll from: the initial (zero) state for every
   window (Ni et al.; the default), or, with ``start_state="stored"`` (R2D2), the ``state_out`` the
   acting module recorded one step before the window start (RLlib keeps it in the episode's
@@ -41,6 +43,8 @@ from ray.rllib.utils.metrics import (
     NUM_EPISODES_EVICTED_LIFETIME,
 )
 from ray.rllib.utils.replay_buffers.episode_replay_buffer import EpisodeReplayBuffer
+
+from rllib_grsn.algorithms.guide.settings import GUIDED
 
 StartState = Literal["zero", "stored"]
 START_STATES: tuple[str, ...] = ("zero", "stored")
@@ -168,7 +172,8 @@ class SequenceReplayBuffer(EpisodeReplayBuffer):
 
         Returns a dict of numpy arrays with leading dims [B, T] (``state_in`` leaves and ``seq_lens``
         are [B, ...] / [B]): ``obs``, ``next_obs`` (nested dicts allowed), ``actions``, ``rewards``,
-        ``terminateds``, ``mask``, ``loss_mask``, ``state_in`` and ``seq_lens`` (real steps per window).
+        ``terminateds``, ``guided``, ``mask``, ``loss_mask``, ``state_in`` and ``seq_lens`` (real steps per
+        window).
         """
         _check_int("batch_size", batch_size, 1)
         _check_int("seq_len", seq_len, 1)
@@ -195,6 +200,7 @@ class SequenceReplayBuffer(EpisodeReplayBuffer):
                 )
 
         obs_rows, next_obs_rows, action_rows, reward_rows, states = [], [], [], [], []
+        guided = np.zeros((batch_size, T), dtype=bool)
         terminateds = np.zeros((batch_size, T), dtype=bool)
         for b, (eps, s, n) in enumerate(zip(episodes, starts, n_real, strict=True)):
             s, n = int(s), int(n)
@@ -203,6 +209,9 @@ class SequenceReplayBuffer(EpisodeReplayBuffer):
             next_obs_rows.append(tree.map_structure(lambda x: x[1:], window_obs))
             action_rows.append(eps.get_actions(slice(s, s + n)))
             reward_rows.append(eps.get_rewards(slice(s, s + n)))
+            if GUIDED in eps.extra_model_outputs:
+                flags = eps.get_extra_model_outputs(GUIDED, slice(s, s + n))
+                guided[b, :n] = np.asarray(flags, dtype=bool).reshape(n)
             if eps.is_terminated and s + n == len(eps):
                 terminateds[b, n - 1] = True
             states.append(self._start_state(eps, s, start_state))
@@ -217,6 +226,7 @@ class SequenceReplayBuffer(EpisodeReplayBuffer):
             "actions": _stack_padded(action_rows, T),
             "rewards": _stack_padded(reward_rows, T).astype(np.float32),
             "terminateds": terminateds,
+            "guided": guided & (mask > 0),
             "mask": mask,
             "loss_mask": loss_mask,
             "state_in": self._stack_states(states, batch_size),

@@ -1,0 +1,87 @@
+"""The ``guide:`` section of recurrent TD3: a guide policy that jump-starts training episodes and
+the behaviour-cloning weight on its actions (TD3BC+JSRL).
+
+Jump-start RL (Uchendu et al. 2023): during training episodes a guide policy acts for the first ``h``
+steps, then the learning policy takes over; ``h`` shrinks to 0 over training. Here the guide bridges
+the warm-up of the spiking actor's recurrent state (the actor still runs on the guide's steps, so its
+state is warm when it takes over). TD3+BC (Fujimoto & Gu 2021) adds a behaviour-cloning term on the
+guide's actions to the actor loss, annealed away (see :func:`rllib_grsn.algorithms.losses.td3_bc_actor_loss`).
+
+``horizon`` and ``bc_weight`` take a number or a schedule over lifetime env steps in RLlib's ``lr``
+format ``[[t, v], ...]`` (linear between points, the last value after the last point).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, PlainValidator, model_validator
+
+from rllib_grsn.checks.schedules import number_or_schedule_problem
+from rllib_grsn.modules.model_config import scheduled_value
+
+# The column that marks a step acted by the guide (extra_model_outputs of the episodes, then the
+# replayed windows and the learner's batch).
+GUIDED = "guided"
+HORIZON_EXAMPLE = "[[0, 50], [20000, 0]]"
+BC_WEIGHT_EXAMPLE = "[[0, 0.4], [20000, 0.0]]"
+
+
+def _schedule(example: str, meaning: str) -> Any:
+    def check(value: Any) -> Any:
+        problem = number_or_schedule_problem(value, positive=False, example=example, meaning=meaning)
+        if problem is not None:
+            raise ValueError(problem)
+        return value
+
+    return Annotated[Any, PlainValidator(check)]
+
+
+class GuideSettings(BaseModel):
+    """``config.guide`` of ``run: TD3``: which guide, what it observes, and the two schedules."""
+
+    model_config = ConfigDict(strict=True, allow_inf_nan=False, extra="forbid")
+
+    callable: str | None = Field(
+        None,
+        description="module:function, called as function(observation) -> action in the env's units "
+        "(e.g. rllib_grsn.algorithms.guide.privileged:pendulum_swing_up)",
+    )
+    checkpoint: str | None = Field(
+        None, description="an Algorithm checkpoint of this package's TD3/SAC (its greedy policy acts)"
+    )
+    observation: Literal["full", "learner"] = Field(
+        "full",
+        description="full: the env's unmasked observation (info['full_obs'] of the partially observed "
+        "envs: a privileged guide); learner: what the learner observes",
+    )
+    horizon: _schedule(HORIZON_EXAMPLE, " (env steps the guide acts at the start of an episode)") = Field(
+        description="jump-start horizon h: the guide acts for the first h steps of each training episode"
+    )
+    bc_weight: _schedule(BC_WEIGHT_EXAMPLE, "") = Field(
+        0.0,
+        description="beta = 1/alpha of TD3+BC: the actor loss is -Q + beta * mean|Q| * BC on guided steps; "
+        "0 is plain TD3",
+    )
+
+    @model_validator(mode="after")
+    def _one_guide(self) -> Self:
+        if (self.callable is None) == (self.checkpoint is None):
+            raise ValueError("give exactly one of callable (module:function) or checkpoint (a path)")
+        return self
+
+    def horizon_at(self, timestep: float) -> int:
+        """The jump-start horizon at ``timestep`` lifetime env steps (whole steps, rounded down)."""
+        return int(scheduled_value(self.horizon, timestep))
+
+    def bc_weight_at(self, timestep: float) -> float:
+        """The behaviour-cloning weight beta at ``timestep`` lifetime env steps."""
+        return scheduled_value(self.bc_weight, timestep)
+
+
+def guide_settings(value: Any) -> GuideSettings | None:
+    """``config.guide`` as a :class:`GuideSettings` (it is kept as a plain dict in the AlgorithmConfig,
+    so that Tune and checkpoints serialise it), or None when no guide is set."""
+    if value is None or isinstance(value, GuideSettings):
+        return value
+    return GuideSettings.model_validate(value)
