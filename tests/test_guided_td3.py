@@ -1,0 +1,328 @@
+"""Guided recurrent TD3 (TD3BC+JSRL, issue #34): the guide acts exactly the scheduled first steps of
+training episodes, never in evaluation; its steps are marked in the replay and only they carry the
+behaviour-cloning term; a guide that cannot act exits 2 before Ray starts; a short guided run trains.
+
+Small algorithms (hidden 16, windows of 8) on Pendulum-P with 20-step episodes, in one Ray session.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from ray.rllib.core import DEFAULT_MODULE_ID
+from ray.rllib.core.columns import Columns
+from ray.rllib.utils.torch_utils import convert_to_torch_tensor
+
+from rllib_grsn.algorithms import losses as L
+from rllib_grsn.algorithms.guide import GUIDED, GuideSettings
+from rllib_grsn.algorithms.guide.connector import GUIDE_STEPS, POLICY_STEPS, guide_horizons, set_guide_horizon
+from rllib_grsn.algorithms.guide.policies import CheckpointGuide, load_guide
+from rllib_grsn.experiment import ExperimentError, build_experiment
+from rllib_grsn.modules.twin_q import RecurrentTwinQModule
+
+REPO = Path(__file__).resolve().parents[1]
+EPISODE = 20
+# The test guide's torque (env units): 1.5 of Pendulum's [-2, 2] is 0.75 in normalised units.
+GUIDE_TORQUE = 1.5
+GUIDE_ACTION = 0.75
+SEEN: list[np.ndarray] = []
+
+
+def constant_guide(observation: np.ndarray) -> np.ndarray:
+    """A recognisable guide: always the same torque; records what it observed."""
+    SEEN.append(np.asarray(observation))
+    return np.array([GUIDE_TORQUE])
+
+
+def two_actions(observation: np.ndarray) -> np.ndarray:
+    """A guide for an env with two action dimensions (Pendulum has one)."""
+    return np.zeros(2)
+
+
+SMALL = {
+    "seed": 0,
+    "train_batch_size_per_learner": 4,
+    "num_steps_sampled_before_learning_starts": 40,
+    "num_random_steps": 0,
+    "min_sample_timesteps_per_iteration": 50,
+    "exploration_noise": 0.1,
+    "env_config": {"max_episode_steps": EPISODE},
+}
+MODEL = {"core": "grsn", "hidden": 16, "head_hiddens": [32], "max_seq_len": 8}
+
+
+def guide(horizon, bc_weight=0.4, **extra) -> dict:
+    return {"callable": f"{__name__}:constant_guide", "horizon": horizon, "bc_weight": bc_weight, **extra}
+
+
+def spec(env: str = "Pendulum-P", run: str = "TD3", model: dict | None = None, **config) -> dict:
+    return {"env": env, "run": run, "config": {**SMALL, **config, "model_config": model or MODEL}}
+
+
+def build(**config):
+    return build_experiment("guided", spec(**config)).algo_config.build_algo()
+
+
+def actions_and_flags(episode) -> tuple[np.ndarray, np.ndarray]:
+    actions = np.asarray(episode.get_actions()).reshape(len(episode))
+    flags = np.asarray(episode.get_extra_model_outputs(GUIDED)).reshape(len(episode)).astype(bool)
+    return actions, flags
+
+
+# ----------------------------------------------------------------------------------- settings
+
+
+def test_horizon_and_bc_weight_follow_their_schedules():
+    settings = GuideSettings.model_validate(guide([[0, 10], [100, 0]], [[0, 0.4], [200, 0.0]]))
+    assert [settings.horizon_at(t) for t in (0, 25, 50, 99, 100, 10_000)] == [10, 7, 5, 0, 0, 0]
+    assert settings.bc_weight_at(100) == pytest.approx(0.2)
+    assert settings.bc_weight_at(500) == 0.0
+
+
+def test_guided_po_env_reports_the_full_state_without_changing_the_observation():
+    from rllib_grsn.envs.po_control import FULL_OBS_KEY, make_po_control
+
+    env = make_po_control("Pendulum-P")
+    obs, info = env.reset(seed=3)
+    cos_sin = info[FULL_OBS_KEY][:2]
+    assert obs.shape == (2,) and info[FULL_OBS_KEY].shape == (3,)
+    np.testing.assert_array_equal(obs, cos_sin)
+    obs, _, _, _, info = env.step(np.array([0.5], dtype=np.float32))
+    np.testing.assert_array_equal(obs, info[FULL_OBS_KEY][:2])
+
+
+# ----------------------------------------------------------------------------------- BC term
+
+
+def test_bc_term_is_zero_and_gradient_free_on_unguided_steps():
+    torch.manual_seed(0)
+    B, T, A = 3, 5, 2
+    q = torch.randn(B, T)
+    mask = torch.ones(B, T)
+    mask[2, 3:] = 0.0
+    pi = torch.randn(B, T, A, requires_grad=True)
+    demo = torch.randn(B, T, A)
+
+    loss, bc = L.td3_bc_actor_loss(q, pi, demo, torch.zeros(B, T), mask, bc_weight=0.4)
+    assert bc.item() == 0.0
+    assert loss.item() == pytest.approx(L.td3_actor_loss(q, mask).item())
+    (grad,) = torch.autograd.grad(loss, pi, allow_unused=True)
+    assert grad is None or torch.count_nonzero(grad) == 0
+
+    guided = torch.zeros(B, T)
+    guided[0, :2] = 1.0
+    guided[2, 4] = 1.0  # padding: masked out, must not count
+    loss, bc = L.td3_bc_actor_loss(q, pi, demo, guided, mask, bc_weight=0.4)
+    expected_bc = ((pi[0, :2] - demo[0, :2]) ** 2).sum(-1).mean()
+    assert bc.item() == pytest.approx(expected_bc.item(), rel=1e-6)
+    expected = -L.masked_mean(q, mask) + 0.4 * L.masked_mean(q.abs(), mask) * expected_bc
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
+    (grad,) = torch.autograd.grad(loss, pi)
+    unguided = (guided * mask) == 0
+    assert torch.count_nonzero(grad[unguided]) == 0
+    assert torch.count_nonzero(grad[~unguided]) > 0
+    # The demonstrations of unguided steps do not matter at all.
+    other = demo.clone()
+    other[unguided] += 10.0
+    assert L.td3_bc_actor_loss(q, pi, other, guided, mask, 0.4)[0].item() == pytest.approx(loss.item())
+
+
+# ----------------------------------------------------------------------------------- in RLlib
+
+
+@pytest.fixture(scope="module")
+def guided_algo(ray_session):
+    algo = build(guide=guide(7), evaluation_interval=1, evaluation_duration=2)
+    yield algo
+    algo.stop()
+
+
+def test_guide_acts_exactly_for_the_horizon_and_marks_its_steps(guided_algo):
+    runner = guided_algo.env_runner
+    for horizon in (7, 3, 0):
+        assert set_guide_horizon(runner, horizon)
+        SEEN.clear()
+        episodes = [e for e in runner.sample(num_episodes=3, random_actions=False) if e.is_done]
+        assert len(episodes) >= 3
+        for episode in episodes:
+            actions, flags = actions_and_flags(episode)
+            assert len(episode) == EPISODE
+            np.testing.assert_array_equal(flags, np.arange(EPISODE) < horizon)
+            np.testing.assert_allclose(actions[:horizon], GUIDE_ACTION, atol=1e-6)
+            assert not np.any(np.isclose(actions[horizon:], GUIDE_ACTION, atol=1e-6))
+        # The guide is privileged: it saw Pendulum's full 3-dim state, the learner only cos and sin.
+        assert len(SEEN) == horizon * len(episodes)
+        assert all(obs.shape == (3,) for obs in SEEN)
+        metrics = runner.get_metrics()
+        assert metrics[GUIDE_STEPS] == horizon * len(episodes)
+        assert metrics[POLICY_STEPS] == (EPISODE - horizon) * len(episodes)
+
+
+def test_guided_flags_reach_the_learner_and_only_guided_steps_clone(guided_algo):
+    algo = guided_algo
+    set_guide_horizon(algo.env_runner, 7)
+    algo.replay_buffer.add(algo.env_runner.sample(num_episodes=4, random_actions=False))
+    batch = algo.sample_train_batch().policy_batches[DEFAULT_MODULE_ID]
+    windows = algo.replay_buffer.sample(64, seq_len=8)
+    assert windows["guided"].any() and not windows["guided"].all()
+    # Where a window is guided, its action is the guide's; the flags are False on padding.
+    np.testing.assert_allclose(windows["actions"][windows["guided"]], GUIDE_ACTION, atol=1e-6)
+    assert not np.any(windows["guided"] & (windows["mask"] == 0))
+
+    learner = algo.learner_group._learner
+    config = learner.config.get_config_for_module(DEFAULT_MODULE_ID)
+    tensors = convert_to_torch_tensor(dict(batch))
+    assert GUIDED in tensors
+    mask = tensors[Columns.LOSS_MASK]
+    q = torch.randn_like(mask)
+    action = torch.randn_like(tensors[Columns.ACTIONS].float(), requires_grad=True)
+    unguided = dict(tensors, **{GUIDED: torch.zeros_like(mask, dtype=torch.bool)})
+    loss = learner._actor_loss(DEFAULT_MODULE_ID, config, unguided, q, action, mask)
+    assert loss.item() == pytest.approx(L.td3_actor_loss(q, mask).item())
+    every = dict(tensors, **{GUIDED: mask > 0})
+    assert learner._actor_loss(DEFAULT_MODULE_ID, config, every, q, action, mask).item() != pytest.approx(
+        loss.item()
+    )
+
+
+def test_evaluation_never_uses_the_guide(guided_algo):
+    algo = guided_algo
+    set_guide_horizon(algo.env_runner, EPISODE)  # the training runner would guide every step
+    # The evaluation runners are built without the guide's connector and never get a horizon.
+    assert guide_horizons(algo.env_runner) == [EPISODE]
+    assert guide_horizons(algo.eval_env_runner) == []
+    episodes = [e for e in algo.eval_env_runner.sample(num_episodes=2, explore=False) if e.is_done]
+    for episode in episodes:
+        assert GUIDED not in episode.extra_model_outputs
+        assert not np.any(np.isclose(np.asarray(episode.get_actions()), GUIDE_ACTION, atol=1e-6))
+    # Greedy acting on a training runner is not guided either.
+    for episode in algo.env_runner.sample(num_episodes=1, explore=False, random_actions=False):
+        assert not actions_and_flags(episode)[1].any()
+    results = algo.evaluate()
+    assert results["env_runners"]["episode_len_mean"] == EPISODE
+    assert GUIDE_STEPS not in results["env_runners"]
+
+
+def test_short_guided_run_trains_with_the_bc_term_and_counts_guide_steps(ray_session):
+    algo = build(guide=guide([[0, 10], [100, 0]]))
+    try:
+        results = [algo.train() for _ in range(2)]
+    finally:
+        algo.stop()
+    learner = results[-1]["learners"][DEFAULT_MODULE_ID]
+    assert np.isfinite(learner["actor_loss"]) and learner["bc_loss"] >= 0.0
+    assert learner["bc_weight"] == pytest.approx(0.4)
+    runners = results[-1]["env_runners"]
+    # The algorithm sets the horizon before each 25-step sampling chunk (rollout_fragment_length)
+    # from the schedule at the lifetime steps; step s of the run is step s % 20 of its episode.
+    settings = GuideSettings.model_validate(guide([[0, 10], [100, 0]]))
+    expected = sum(s % EPISODE < settings.horizon_at(s - s % 25) for s in range(100))
+    assert results[-1]["num_env_steps_sampled_lifetime"] == 100
+    assert runners[GUIDE_STEPS + "_lifetime"] == expected == 10 + 7 + 7 + 5 + 2
+    assert sum(r["env_runners"][GUIDE_STEPS] for r in results) == expected
+    assert runners[GUIDE_STEPS + "_lifetime"] + runners[POLICY_STEPS + "_lifetime"] == 100
+    # The horizon of each iteration's last chunk (lifetime steps 25 and 75).
+    assert [r["guide_horizon"] for r in results] == [7, 2]
+
+
+# ----------------------------------------------------------------------------------- checkpoints
+
+
+@pytest.fixture(scope="module")
+def checkpoints(ray_session, tmp_path_factory):
+    """Tiny TD3 checkpoints (no update): an MLP on the fully observed Pendulum-v1 (a privileged guide
+    for Pendulum-P) and one on MountainCarContinuous-v0 (actions in [-1, 1], not Pendulum's [-2, 2])."""
+    root = tmp_path_factory.mktemp("guides")
+    tiny = {"num_steps_sampled_before_learning_starts": 1000, "min_sample_timesteps_per_iteration": 25}
+    mlp = {**MODEL, "core": "mlp"}
+    paths = {}
+    for name, env in (("pendulum", "Pendulum-v1"), ("car", "MountainCarContinuous-v0")):
+        config = {**spec(env=env, model=mlp)["config"], **tiny}
+        config.pop("env_config")
+        algo = build_experiment(name, {"env": env, "run": "TD3", "config": config}).algo_config.build_algo()
+        try:
+            algo.train()
+            paths[name] = Path(algo.save_to_path(root / name))
+        finally:
+            algo.stop()
+    return paths
+
+
+def test_checkpoint_guide_acts_as_its_greedy_policy(checkpoints):
+    settings = GuideSettings.model_validate(
+        {"checkpoint": str(checkpoints["pendulum"]), "horizon": 5, "observation": "full"}
+    )
+    from rllib_grsn.envs.po_control import make_po_control
+
+    env = make_po_control("Pendulum-P")
+    policy = load_guide(settings, env.action_space)
+    assert isinstance(policy, CheckpointGuide) and isinstance(policy.module, RecurrentTwinQModule)
+    _, info = env.reset(seed=0)
+    action = policy.act(info["full_obs"], None)
+    assert action.shape == (1,) and -1.0 <= action[0] <= 1.0
+    problems = build_problems(guide={"checkpoint": str(checkpoints["pendulum"]), "horizon": 5})
+    assert problems == []
+
+
+def build_problems(**config) -> list[str]:
+    try:
+        build_experiment("guided", spec(**config))
+    except ExperimentError as err:
+        return err.problems
+    return []
+
+
+def test_bad_guides_are_one_line_each(checkpoints, tmp_path):
+    damaged = tmp_path / "damaged"
+    damaged.mkdir()
+    (damaged / "rllib_checkpoint.json").write_text("{not json")
+    (damaged / "class_and_ctor_args.pkl").write_bytes(b"\x80\x04garbage")
+    no_policy = tmp_path / "no_policy"
+    no_policy.mkdir()
+    (no_policy / "stuff.txt").write_text("hello")
+    cases = {
+        "missing": ({"checkpoint": str(tmp_path / "nowhere")}, r"guide\.checkpoint: .*no such file"),
+        "damaged": (
+            {"checkpoint": str(damaged)},
+            r"guide\.checkpoint: .*rllib_checkpoint\.json: not valid JSON",
+        ),
+        "not a checkpoint": ({"checkpoint": str(no_policy)}, r"guide\.checkpoint: .*not an RLlib algorithm"),
+        "action bounds": (
+            {"checkpoint": str(checkpoints["car"])},
+            r"guide\.checkpoint: .*action space .*match",
+        ),
+        "action shape": ({"callable": f"{__name__}:two_actions"}, r"guide\.callable: .*shape \(2,\)"),
+        "unimportable": ({"callable": "no_such_module_xyz:f"}, r"guide\.callable: cannot import"),
+        "not module:function": ({"callable": "justaname"}, r"guide\.callable: must be module:function"),
+        "observation": (
+            {"checkpoint": str(checkpoints["pendulum"]), "observation": "learner"},
+            r"guide\.checkpoint: the policy observes shape \(3,\)",
+        ),
+        "both": ({"callable": "a:b", "checkpoint": "c"}, r"guide: give exactly one of callable"),
+    }
+    for name, (given, pattern) in cases.items():
+        problems = build_problems(guide={"horizon": 5, **given})
+        assert len(problems) == 1, (name, problems)
+        assert re.search(pattern, problems[0]), (name, problems)
+
+
+def test_bad_guide_exits_2_from_the_cli(rllib, tmp_path):
+    yaml = REPO / "tuned_examples" / "pendulum_p_grsn_td3bc_jsrl.yaml"
+    ok = rllib("train", "file", yaml, "--check", timeout=300)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    bad = {"guide": {"callable": "no_such_module_xyz:guide"}}
+    run = rllib("train", "file", yaml, "--check", "--config", json.dumps(bad), timeout=300)
+    assert run.returncode == 2, run.stdout + run.stderr
+    lines = [line for line in run.stderr.splitlines() if "guide" in line]
+    assert len(lines) == 1 and "config.guide.callable: cannot import 'no_such_module_xyz'" in lines[0]
+    assert "Traceback" not in run.stderr
+    # numpy.ravel hands back the full 3-dim state: an action of the wrong shape for Pendulum's torque.
+    mismatch = {"guide": {"callable": "numpy:ravel"}}
+    run = rllib("train", "file", yaml, "--check", "--config", json.dumps(mismatch), timeout=300)
+    assert run.returncode == 2, run.stdout + run.stderr
+    assert "config.guide.callable: returned an action of shape (3,)" in run.stderr
