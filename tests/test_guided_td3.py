@@ -235,14 +235,20 @@ def test_short_guided_run_trains_with_the_bc_term_and_counts_guide_steps(ray_ses
 
 @pytest.fixture(scope="module")
 def checkpoints(ray_session, tmp_path_factory):
-    """Tiny TD3 checkpoints (no update): an MLP on the fully observed Pendulum-v1 (a privileged guide
-    for Pendulum-P) and one on MountainCarContinuous-v0 (actions in [-1, 1], not Pendulum's [-2, 2])."""
+    """Tiny checkpoints: TD3 (no update) with an MLP and a GRSN actor on the fully observed Pendulum-v1
+    (privileged guides for Pendulum-P) and an MLP on MountainCarContinuous-v0 (actions in [-1, 1], not
+    Pendulum's [-2, 2]); RLlib's PPO on Pendulum-v1 (one small update)."""
     root = tmp_path_factory.mktemp("guides")
     tiny = {"num_steps_sampled_before_learning_starts": 1000, "min_sample_timesteps_per_iteration": 25}
     mlp = {**MODEL, "core": "mlp"}
     paths = {}
-    for name, env in (("pendulum", "Pendulum-v1"), ("car", "MountainCarContinuous-v0")):
-        config = {**spec(env=env, model=mlp)["config"], **tiny}
+    cases = (
+        ("pendulum", "Pendulum-v1", mlp),
+        ("pendulum_grsn", "Pendulum-v1", MODEL),
+        ("car", "MountainCarContinuous-v0", mlp),
+    )
+    for name, env, model in cases:
+        config = {**spec(env=env, model=model)["config"], **tiny}
         config.pop("env_config")
         algo = build_experiment(name, {"env": env, "run": "TD3", "config": config}).algo_config.build_algo()
         try:
@@ -250,6 +256,16 @@ def checkpoints(ray_session, tmp_path_factory):
             paths[name] = Path(algo.save_to_path(root / name))
         finally:
             algo.stop()
+    # RLlib's own PPO model: a checkpoint, but not a policy of this package.
+    ppo = {"seed": 0, "train_batch_size_per_learner": 32, "minibatch_size": 32, "num_epochs": 1}
+    algo = build_experiment(
+        "ppo", {"env": "Pendulum-v1", "run": "PPO", "config": ppo}
+    ).algo_config.build_algo()
+    try:
+        algo.train()
+        paths["ppo"] = Path(algo.save_to_path(root / "ppo"))
+    finally:
+        algo.stop()
     return paths
 
 
@@ -267,6 +283,50 @@ def test_checkpoint_guide_acts_as_its_greedy_policy(checkpoints):
     assert action.shape == (1,) and -1.0 <= action[0] <= 1.0
     problems = build_problems(guide={"checkpoint": str(checkpoints["pendulum"]), "horizon": 5})
     assert problems == []
+
+
+def test_recurrent_checkpoint_guide_carries_its_state_per_episode(checkpoints):
+    """Called step by step on two interleaved episodes, a GRSN guide acts as its own unroll over each
+    episode from the initial state (with a_{t-1}, r_{t-1} in its input, as it was trained)."""
+    from ray.rllib.env.single_agent_episode import SingleAgentEpisode
+
+    from rllib_grsn.envs.po_control import FULL_OBS_KEY, make_po_control
+
+    settings = GuideSettings.model_validate({"checkpoint": str(checkpoints["pendulum_grsn"]), "horizon": 5})
+    envs = [make_po_control("Pendulum-P") for _ in range(2)]
+    policy = load_guide(settings, envs[0].action_space)
+    module = policy.module
+    assert module.is_stateful() and policy.prev_action_reward
+    episodes, records = [], []
+    for seed, env in enumerate(envs):
+        obs, info = env.reset(seed=seed)
+        episode = SingleAgentEpisode(observation_space=env.observation_space, action_space=env.action_space)
+        episode.add_env_reset(observation=obs, infos=info)
+        episodes.append(episode)
+        records.append({"obs": [], "prev_a": [], "prev_r": [], "actions": []})
+    for _ in range(12):
+        for env, episode, record in zip(envs, episodes, records, strict=True):
+            full = episode.get_infos(-1)[FULL_OBS_KEY]
+            record["obs"].append(full)
+            record["prev_a"].append(episode.get_actions(-1) if episode.t else np.zeros(1))
+            record["prev_r"].append([episode.get_rewards(-1) if episode.t else 0.0])
+            action = policy.act(full, episode)
+            record["actions"].append(action)
+            obs, reward, terminated, truncated, info = env.step(action * 2.0)
+            episode.add_env_step(obs, action, reward, infos=info, terminated=terminated, truncated=truncated)
+    initial = module.get_initial_state()["actor"]
+    for record in records:
+        window = {
+            "_orig_obs": torch.as_tensor(np.array(record["obs"]), dtype=torch.float32)[None],
+            "prev_n_actions": torch.as_tensor(np.array(record["prev_a"]), dtype=torch.float32)[None],
+            "prev_n_rewards": torch.as_tensor(np.array(record["prev_r"]), dtype=torch.float32)[None],
+        }
+        state = {k: torch.as_tensor(v)[None] for k, v in initial.items()}
+        with torch.no_grad():
+            unrolled = module.policy_action(module.unroll_actor(window, state))[0].numpy()
+        np.testing.assert_allclose(np.array(record["actions"]), unrolled, atol=1e-5)
+    # Actions differ between the episodes (different states), so the check above is not vacuous.
+    assert not np.allclose(records[0]["actions"], records[1]["actions"])
 
 
 def build_problems(**config) -> list[str]:
@@ -292,6 +352,10 @@ def test_bad_guides_are_one_line_each(checkpoints, tmp_path):
             r"guide\.checkpoint: .*rllib_checkpoint\.json: not valid JSON",
         ),
         "not a checkpoint": ({"checkpoint": str(no_policy)}, r"guide\.checkpoint: .*not an RLlib algorithm"),
+        "not this package's": (
+            {"checkpoint": str(checkpoints["ppo"])},
+            r"guide\.checkpoint: .*not a TD3/SAC policy",
+        ),
         "action bounds": (
             {"checkpoint": str(checkpoints["car"])},
             r"guide\.checkpoint: .*action space .*match",
