@@ -26,7 +26,7 @@ CORE_TITLES = {
 }
 # The default budget (the main job, `make run`, in under 10 min on a fresh 2-core machine) and the
 # paper's full one.
-SHORT_BUDGET = 250_000
+SHORT_BUDGET = 200_000
 FULL_BUDGET = {"8m": 2_000_000, "2s3z": 2_000_000, "3s_vs_5z": 2_000_000}
 PAPER_BUDGET = 10_000_000
 # Gradient steps per sampled episode, per core. pymarl2 makes one per 8 episodes (its 8 parallel
