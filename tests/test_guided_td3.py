@@ -19,8 +19,15 @@ from ray.rllib.core.columns import Columns
 from ray.rllib.utils.torch_utils import convert_to_torch_tensor
 
 from rllib_grsn.algorithms import losses as L
-from rllib_grsn.algorithms.guide import GUIDED, GuideSettings
-from rllib_grsn.algorithms.guide.connector import GUIDE_STEPS, POLICY_STEPS, guide_horizons, set_guide_horizon
+from rllib_grsn.algorithms.guide import BC_LABEL, GUIDED, GuideSettings
+from rllib_grsn.algorithms.guide import GUIDE_ACTION as LABEL
+from rllib_grsn.algorithms.guide.connector import (
+    GUIDE_STEPS,
+    LABEL_STEPS,
+    POLICY_STEPS,
+    guide_horizons,
+    set_guide_horizon,
+)
 from rllib_grsn.algorithms.guide.policies import CheckpointGuide, load_guide
 from rllib_grsn.experiment import ExperimentError, build_experiment
 from rllib_grsn.modules.twin_q import RecurrentTwinQModule
@@ -181,10 +188,14 @@ def test_guided_flags_reach_the_learner_and_only_guided_steps_clone(guided_algo)
     mask = tensors[Columns.LOSS_MASK]
     q = torch.randn_like(mask)
     action = torch.randn_like(tensors[Columns.ACTIONS].float(), requires_grad=True)
-    unguided = dict(tensors, **{GUIDED: torch.zeros_like(mask, dtype=torch.bool)})
+    # With bc_on: guided the labelled steps are the guided ones and their label is the replayed action.
+    assert torch.equal(tensors[BC_LABEL], tensors[GUIDED])
+    labelled = tensors[BC_LABEL]
+    torch.testing.assert_close(tensors[LABEL][labelled], tensors[Columns.ACTIONS][labelled])
+    unguided = dict(tensors, **{BC_LABEL: torch.zeros_like(mask, dtype=torch.bool)})
     loss = learner._actor_loss(DEFAULT_MODULE_ID, config, unguided, q, action, mask)
     assert loss.item() == pytest.approx(L.td3_actor_loss(q, mask).item())
-    every = dict(tensors, **{GUIDED: mask > 0})
+    every = dict(tensors, **{BC_LABEL: mask > 0})
     assert learner._actor_loss(DEFAULT_MODULE_ID, config, every, q, action, mask).item() != pytest.approx(
         loss.item()
     )
@@ -390,3 +401,210 @@ def test_bad_guide_exits_2_from_the_cli(rllib, tmp_path):
     run = rllib("train", "file", yaml, "--check", "--config", json.dumps(mismatch), timeout=300)
     assert run.returncode == 2, run.stdout + run.stderr
     assert "config.guide.callable: returned an action of shape (3,)" in run.stderr
+
+
+# ----------------------------------------------------------------------------------- bc_on: all
+
+
+def labels_of(episode) -> tuple[np.ndarray, np.ndarray]:
+    """Per step: whether it carries a behaviour-cloning label, and the label (normalised)."""
+    flags = np.asarray(episode.get_extra_model_outputs(BC_LABEL)).reshape(len(episode)).astype(bool)
+    labels = np.asarray(episode.get_extra_model_outputs(LABEL)).reshape(len(episode))
+    return flags, labels
+
+
+@pytest.fixture(scope="module")
+def labelling_algo(ray_session):
+    """TD3+BC without the jump-start: horizon 0, the guide labels every training step."""
+    algo = build(guide=guide(0, bc_on="all"), evaluation_interval=1, evaluation_duration=2)
+    yield algo
+    algo.stop()
+
+
+def test_bc_on_all_labels_every_training_step_and_never_acts(labelling_algo):
+    runner = labelling_algo.env_runner
+    assert guide_horizons(runner) == [0]
+    SEEN.clear()
+    episodes = [e for e in runner.sample(num_episodes=3, random_actions=False) if e.is_done]
+    assert len(episodes) >= 3
+    for episode in episodes:
+        actions, guided = actions_and_flags(episode)
+        labelled, labels = labels_of(episode)
+        assert len(episode) == EPISODE and not guided.any() and labelled.all()
+        np.testing.assert_allclose(labels, GUIDE_ACTION, atol=1e-6)
+        # The spiking policy acted on every step; the guide only answered what it would do.
+        assert not np.any(np.isclose(actions, GUIDE_ACTION, atol=1e-6))
+    assert len(SEEN) == EPISODE * len(episodes) and all(obs.shape == (3,) for obs in SEEN)
+    metrics = runner.get_metrics()
+    assert metrics[GUIDE_STEPS] == 0
+    assert metrics[POLICY_STEPS] == metrics[LABEL_STEPS] == EPISODE * len(episodes)
+
+
+def test_bc_on_all_clones_the_labels_not_the_replayed_actions(labelling_algo):
+    algo = labelling_algo
+    algo.replay_buffer.add(algo.env_runner.sample(num_episodes=4, random_actions=False))
+    windows = algo.replay_buffer.sample(64, seq_len=8)
+    assert not windows["guided"].any()
+    np.testing.assert_array_equal(windows["bc_label"], windows["mask"] > 0)
+    np.testing.assert_allclose(windows["guide_action"][windows["bc_label"]], GUIDE_ACTION, atol=1e-6)
+
+    learner = algo.learner_group._learner
+    config = learner.config.get_config_for_module(DEFAULT_MODULE_ID)
+    tensors = convert_to_torch_tensor(dict(algo.sample_train_batch().policy_batches[DEFAULT_MODULE_ID]))
+    mask = tensors[Columns.LOSS_MASK]
+    assert torch.equal(tensors[BC_LABEL], mask > 0) and not tensors[GUIDED].any()
+    torch.manual_seed(0)
+    q = torch.randn_like(mask)
+    action = torch.randn_like(tensors[Columns.ACTIONS].float())
+    loss = learner._actor_loss(DEFAULT_MODULE_ID, config, tensors, q, action, mask)
+    weight = config.guide_settings.bc_weight_at(learner.lifetime_env_steps)
+    labels = torch.full_like(action, GUIDE_ACTION)
+    expected, bc = L.td3_bc_actor_loss(q, action, labels, (mask > 0).float(), mask, weight)
+    assert weight > 0 and bc.item() > 0
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+    assert loss.item() != pytest.approx(L.td3_actor_loss(q, mask).item())
+    # The replayed actions (the policy's) are not the target; the labels are.
+    shifted = dict(tensors, **{Columns.ACTIONS: tensors[Columns.ACTIONS] + 1.0})
+    assert learner._actor_loss(DEFAULT_MODULE_ID, config, shifted, q, action, mask).item() == pytest.approx(
+        loss.item()
+    )
+    relabelled = dict(tensors, **{LABEL: tensors[LABEL] - 1.0})
+    assert learner._actor_loss(
+        DEFAULT_MODULE_ID, config, relabelled, q, action, mask
+    ).item() != pytest.approx(loss.item())
+
+
+def test_bc_on_all_labels_no_evaluation_or_greedy_step(labelling_algo):
+    algo = labelling_algo
+    assert guide_horizons(algo.eval_env_runner) == []
+    SEEN.clear()
+    for episode in [e for e in algo.eval_env_runner.sample(num_episodes=2, explore=False) if e.is_done]:
+        assert BC_LABEL not in episode.extra_model_outputs
+        assert LABEL not in episode.extra_model_outputs
+    for episode in algo.env_runner.sample(num_episodes=1, explore=False, random_actions=False):
+        assert not labels_of(episode)[0].any()
+    assert SEEN == []  # the guide was not even asked
+    results = algo.evaluate()
+    assert LABEL_STEPS not in results["env_runners"]
+
+
+def test_short_run_without_jump_start_clones_the_guide_on_every_step(ray_session):
+    algo = build(guide=guide(0, bc_on="all"))
+    try:
+        results = [algo.train() for _ in range(2)]
+    finally:
+        algo.stop()
+    learner = results[-1]["learners"][DEFAULT_MODULE_ID]
+    assert learner["bc_loss"] > 0.0 and learner["bc_weight"] == pytest.approx(0.4)
+    assert learner["guided_fraction"] == 0.0 and learner["bc_label_fraction"] == 1.0
+    runners = results[-1]["env_runners"]
+    assert runners[GUIDE_STEPS + "_lifetime"] == 0
+    assert runners[POLICY_STEPS + "_lifetime"] == runners[LABEL_STEPS + "_lifetime"] == 100
+
+
+def test_bad_bc_on_is_one_line_each():
+    never_used = r"guide: bc_on: all asks the guide for a label on every training step, but bc_weight is 0"
+    cases = {
+        "unknown": ({"bc_on": "every"}, r"guide\.bc_on: must be one of: guided, all \(got 'every'\)"),
+        "zero weight": ({"bc_on": "all", "bc_weight": 0}, never_used),
+        "zero schedule": ({"bc_on": "all", "bc_weight": [[0, 0.0], [100, 0.0]]}, never_used),
+    }
+    for name, (given, pattern) in cases.items():
+        problems = build_problems(guide=guide(0, **given))
+        assert len(problems) == 1, (name, problems)
+        assert re.search(pattern, problems[0]), (name, problems)
+    assert build_problems(guide=guide(0, bc_on="all", bc_weight=[[0, 0.0], [100, 0.1]])) == []
+
+
+def test_bad_bc_on_exits_2_from_the_cli(rllib):
+    yaml = REPO / "tuned_examples" / "pendulum_p_lif_td3bc_jsrl.yaml"
+    bad = {"guide": {"bc_on": "sometimes"}}
+    run = rllib("train", "file", yaml, "--check", "--config", json.dumps(bad), timeout=300)
+    assert run.returncode == 2, run.stdout + run.stderr
+    lines = [line for line in run.stderr.splitlines() if "bc_on" in line]
+    assert len(lines) == 1 and "config.guide.bc_on:" in lines[0], run.stderr
+    assert "Traceback" not in run.stderr
+
+
+# ----------------------------------------------------------------------------------- SAC
+
+
+def sac_spec(env: str = "Pendulum-P", **config) -> dict:
+    own = {k: v for k, v in SMALL.items() if k != "exploration_noise"}
+    return {"env": env, "run": "RecurrentSAC", "config": {**own, **config, "model_config": MODEL}}
+
+
+@pytest.fixture(scope="module")
+def guided_sac(ray_session):
+    experiment = build_experiment("guided-sac", sac_spec(guide=guide(5), evaluation_interval=1))
+    algo = experiment.algo_config.build_algo()
+    yield algo
+    algo.stop()
+
+
+def test_sac_guide_acts_exactly_for_the_horizon(guided_sac):
+    runner = guided_sac.env_runner
+    for horizon in (5, 0):
+        assert set_guide_horizon(runner, horizon)
+        episodes = [e for e in runner.sample(num_episodes=2, random_actions=False) if e.is_done]
+        assert len(episodes) >= 2
+        for episode in episodes:
+            actions, flags = actions_and_flags(episode)
+            labelled, labels = labels_of(episode)
+            np.testing.assert_array_equal(flags, np.arange(EPISODE) < horizon)
+            np.testing.assert_array_equal(labelled, flags)  # bc_on: guided
+            np.testing.assert_allclose(actions[:horizon], GUIDE_ACTION, atol=1e-6)
+            np.testing.assert_allclose(labels[:horizon], GUIDE_ACTION, atol=1e-6)
+            assert not np.any(np.isclose(actions[horizon:], GUIDE_ACTION, atol=1e-6))
+    assert guide_horizons(guided_sac.eval_env_runner) == []
+    for episode in guided_sac.eval_env_runner.sample(num_episodes=1, explore=False):
+        assert GUIDED not in episode.extra_model_outputs and BC_LABEL not in episode.extra_model_outputs
+
+
+def test_sac_bc_term_is_zero_on_unlabelled_steps(guided_sac):
+    algo = guided_sac
+    set_guide_horizon(algo.env_runner, 5)
+    algo.replay_buffer.add(algo.env_runner.sample(num_episodes=4, random_actions=False))
+    learner = algo.learner_group._learner
+    module = learner.module[DEFAULT_MODULE_ID]
+    config = learner.config.get_config_for_module(DEFAULT_MODULE_ID)
+    tensors = convert_to_torch_tensor(dict(algo.sample_train_batch().policy_batches[DEFAULT_MODULE_ID]))
+    mask = tensors[Columns.LOSS_MASK]
+
+    def actor_loss(batch: dict) -> tuple[float, float]:
+        torch.manual_seed(0)  # the same reparameterised samples each time
+        terms, _, _ = learner.compute_off_policy_losses(DEFAULT_MODULE_ID, module, config, batch)
+        return terms["actor_loss"].item(), float(learner.metrics.peek((DEFAULT_MODULE_ID, "bc_loss")))
+
+    none = dict(tensors, **{BC_LABEL: torch.zeros_like(mask, dtype=torch.bool)})
+    loss, bc = actor_loss(none)
+    assert bc == 0.0
+    # Without labels, what the label columns hold does not matter.
+    moved = dict(none, **{LABEL: tensors[LABEL] + 5.0})
+    assert actor_loss(moved) == (pytest.approx(loss), 0.0)
+    # On labelled steps the term is the squared error of the greedy action tanh(mean) to the label.
+    with torch.no_grad():
+        from rllib_grsn.algorithms.off_policy.learner import _extend, _start_state
+
+        ext = _extend(tensors[Columns.OBS], tensors[Columns.NEXT_OBS])
+        features = module.actor_features(ext, _start_state(tensors, "actor"))
+        mean, _ = module.policy_distribution(module.pi_head(features))
+        greedy = torch.tanh(mean[:, :-1])
+    every = dict(tensors, **{BC_LABEL: mask > 0, LABEL: torch.zeros_like(greedy)})
+    loss_every, bc_every = actor_loss(every)
+    assert bc_every == pytest.approx(L.masked_mean((greedy**2).sum(-1), mask).item(), rel=1e-4)
+    assert bc_every > 0 and loss_every != pytest.approx(loss)
+    exact = dict(every, **{LABEL: greedy})
+    assert actor_loss(exact) == (pytest.approx(loss, rel=1e-5), pytest.approx(0.0, abs=1e-10))
+
+
+def test_discrete_sac_refuses_a_guide():
+    try:
+        build_experiment("discrete", sac_spec(env="CartPole-P", guide=guide(5)))
+    except ExperimentError as err:
+        problems = err.problems
+    else:
+        problems = []
+    assert len(problems) == 1, problems
+    assert re.search(r"guide\.callable: a guide needs continuous \(Box\) actions.*Discrete\(2\)", problems[0])
+    assert "discrete SAC takes no guide" in problems[0]

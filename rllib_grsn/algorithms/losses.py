@@ -199,28 +199,41 @@ def td3_bc_actor_loss(
     q1_of_policy_action: Tensor,
     policy_action: Tensor,
     guide_action: Tensor,
-    guided: Tensor,
+    labelled: Tensor,
     mask: Tensor,
     bc_weight: float,
+    *,
+    rl_loss: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
-    """TD3+BC's actor loss with behaviour cloning on the guide's steps only; ``(loss, bc term)``.
+    """TD3+BC's actor loss with behaviour cloning on the labelled steps only; ``(loss, bc term)``.
 
     Fujimoto & Gu 2021 minimise ``-lambda * Q(s, pi(s)) + (pi(s) - a)^2`` with
     ``lambda = alpha / mean|Q|`` (the mean over the batch, without gradient). Divided by lambda (a
     positive per-batch scale) this is ``-Q + beta * mean|Q| * (pi(s) - a)^2`` with ``beta = 1 / alpha``,
     which is plain TD3 at ``beta = 0``, so annealing beta to 0 anneals the cloning away (their alpha = 2.5
     is beta = 0.4). The Q term averages over the valid steps (``mask``); the cloning term averages the
-    squared error summed over action dimensions over the guided valid steps (``guided * mask``), and
-    is exactly 0 (with no gradient) where no step was guided.
+    squared error summed over action dimensions over the labelled valid steps (``labelled * mask``:
+    where the guide acted, or every step when it labels the policy's steps too), and is exactly 0 (with
+    no gradient) where no step is labelled; ``guide_action`` of unlabelled steps is never read.
+
+    ``rl_loss`` replaces the ``-Q`` term by another actor loss on the same steps, with
+    ``q1_of_policy_action`` the Q that scales the cloning: continuous SAC passes its
+    ``alpha log pi - min(Q1, Q2)`` loss and ``min(Q1, Q2)``, and clones its greedy ``tanh(mean)`` action
+    (see :class:`~rllib_grsn.algorithms.off_policy.learner.SACLearner`).
     """
     _check_mask(mask, q1_of_policy_action, values_name="q1_of_policy_action")
-    _check_same_shape("guided", guided, "mask", mask)
-    q_term = -masked_mean(q1_of_policy_action, mask)
-    weights = guided.to(policy_action.dtype) * mask.to(policy_action.dtype)
-    squared_error = ((policy_action - guide_action.to(policy_action.dtype)) ** 2).sum(dim=-1)
+    _check_same_shape("labelled", labelled, "mask", mask)
+    _check_same_shape("guide_action", guide_action, "policy_action", policy_action)
+    rl_term = -masked_mean(q1_of_policy_action, mask) if rl_loss is None else rl_loss
+    weights = labelled.to(policy_action.dtype) * mask.to(policy_action.dtype)
+    # An unlabelled step's label is the policy's own action: no error, and nothing read from guide_action.
+    label = torch.where(
+        weights.unsqueeze(-1) > 0, guide_action.to(policy_action.dtype), policy_action.detach()
+    )
+    squared_error = ((policy_action - label) ** 2).sum(dim=-1)
     bc = masked_mean(squared_error, weights)
     scale = masked_mean(q1_of_policy_action.detach().abs(), mask)
-    return q_term + bc_weight * scale * bc, bc
+    return rl_term + bc_weight * scale * bc, bc
 
 
 # ----------------------------------------------------------------------------------------------------

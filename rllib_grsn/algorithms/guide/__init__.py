@@ -1,8 +1,14 @@
 """Guided training of spiking actors: a jump-start guide (JSRL) and behaviour cloning on its actions
-(TD3+BC), for recurrent TD3. Settings in :mod:`.settings`, guides in :mod:`.policies`, the acting in
-:mod:`.connector`, the pre-flight check in :mod:`.checks`, an example privileged guide in
-:mod:`.privileged`."""
+(TD3+BC), for recurrent TD3 and continuous SAC. Settings in :mod:`.settings`, guides in
+:mod:`.policies`, the acting in :mod:`.connector`, the pre-flight check in :mod:`.checks`, an example
+privileged guide in :mod:`.privileged`."""
 
-from rllib_grsn.algorithms.guide.settings import GUIDED, GuideSettings, guide_settings
+from rllib_grsn.algorithms.guide.settings import (
+    BC_LABEL,
+    GUIDE_ACTION,
+    GUIDED,
+    GuideSettings,
+    guide_settings,
+)
 
-__all__ = ["GUIDED", "GuideSettings", "guide_settings"]
+__all__ = ["BC_LABEL", "GUIDED", "GUIDE_ACTION", "GuideSettings", "guide_settings"]

@@ -163,7 +163,10 @@ def _load_module(path: str, mtime: float) -> Any:
 def load_guide(settings: GuideSettings, action_space: gym.Space) -> GuidePolicy:
     """The guide ``settings`` names, for an env with ``action_space`` (GuideError if it cannot act there)."""
     if not isinstance(action_space, gym.spaces.Box):
-        raise GuideError(f"a guide needs continuous (Box) actions, the env has {action_space}")
+        raise GuideError(
+            f"a guide needs continuous (Box) actions, the env has {action_space} (guided training is "
+            "for continuous TD3 and SAC; discrete SAC takes no guide)"
+        )
     if settings.callable is not None:
         return CallableGuide(import_callable(settings.callable), action_space)
     path = Path(settings.checkpoint).expanduser().resolve()

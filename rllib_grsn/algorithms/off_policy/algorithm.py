@@ -31,7 +31,7 @@ from ray.rllib.utils.metrics import (
     TIMERS,
 )
 
-from rllib_grsn.algorithms.guide import GUIDED
+from rllib_grsn.algorithms.guide import BC_LABEL, GUIDE_ACTION, GUIDED
 from rllib_grsn.algorithms.guide.connector import set_guide_horizon
 from rllib_grsn.algorithms.off_policy.config import RecurrentOffPolicyConfig, RecurrentSACConfig, TD3Config
 from rllib_grsn.algorithms.replay import SequenceReplayBuffer
@@ -50,6 +50,8 @@ _BATCH_COLUMNS = {
     "loss_mask": Columns.LOSS_MASK,
     "state_in": Columns.STATE_IN,
     "guided": GUIDED,
+    "bc_label": BC_LABEL,
+    "guide_action": GUIDE_ACTION,
 }
 # Result key of the jump-start horizon the guide acted with in the last training step.
 GUIDE_HORIZON_KEY = "guide_horizon"

@@ -46,6 +46,11 @@ class RecurrentOffPolicySettings(BaseModel):
     store_buffer_in_checkpoints: bool = Field(
         True, description="save the replay with each checkpoint, so a resumed run keeps its data"
     )
+    guide: GuideSettings | None = Field(
+        None,
+        description="a guide that acts the first steps of training episodes, with behaviour cloning on "
+        "its actions (TD3BC+JSRL; continuous actions only; see rllib_grsn.algorithms.guide)",
+    )
 
 
 class TD3Settings(RecurrentOffPolicySettings):
@@ -55,11 +60,6 @@ class TD3Settings(RecurrentOffPolicySettings):
     target_noise: NonNegativeFloat = Field(0.2, description="target policy smoothing noise")
     target_noise_clip: NonNegativeFloat = Field(0.5, description="clip of the smoothing noise")
     exploration_noise: NonNegativeFloat = Field(0.1, description="Gaussian exploration noise")
-    guide: GuideSettings | None = Field(
-        None,
-        description="a guide that acts the first steps of training episodes, with behaviour cloning on "
-        "its actions (TD3BC+JSRL; see rllib_grsn.algorithms.guide)",
-    )
 
 
 class RecurrentSACSettings(RecurrentOffPolicySettings):
@@ -94,10 +94,36 @@ class RecurrentOffPolicyConfig(SelfCheckingConfig):
     def _model_config_auto_includes(self) -> dict[str, Any]:
         return super()._model_config_auto_includes | {RANDOM_STEPS: self.num_random_steps}
 
+    @property
+    def guide_settings(self) -> GuideSettings | None:
+        """``guide`` as :class:`GuideSettings` (None without a guide)."""
+        return guide_settings(self.guide)
+
     def cross_field_problems(self) -> list[str]:
         if self.num_learners > 1:
             return ["num_learners: recurrent TD3/SAC train on one learner; use 0 or 1"]
+        if self.guide is not None:
+            from rllib_grsn.algorithms.guide.checks import guide_problems
+
+            return guide_problems(self.guide, self.env, self.env_config)
         return []
+
+    def build_module_to_env_connector(self, env=None, spaces=None):
+        """RLlib's pipeline, with the guide's :class:`GuideActions` first (training EnvRunners only:
+        an evaluation config, ``in_evaluation``, never acts with the guide)."""
+        pipeline = super().build_module_to_env_connector(env, spaces)
+        settings = self.guide_settings
+        if settings is not None and not self.in_evaluation:
+            from rllib_grsn.algorithms.guide.connector import GuideActions
+
+            pipeline.prepend(
+                GuideActions(
+                    input_observation_space=pipeline.input_observation_space,
+                    input_action_space=pipeline.input_action_space,
+                    guide=settings,
+                )
+            )
+        return pipeline
 
     @property
     def window_length(self) -> int:
@@ -120,36 +146,6 @@ class TD3Config(RecurrentOffPolicyConfig):
     @property
     def _model_config_auto_includes(self) -> dict[str, Any]:
         return super()._model_config_auto_includes | {EXPLORATION_NOISE: self.exploration_noise}
-
-    @property
-    def guide_settings(self) -> GuideSettings | None:
-        """``guide`` as :class:`GuideSettings` (None without a guide)."""
-        return guide_settings(self.guide)
-
-    def cross_field_problems(self) -> list[str]:
-        problems = super().cross_field_problems()
-        if not problems and self.guide is not None:
-            from rllib_grsn.algorithms.guide.checks import guide_problems
-
-            problems = guide_problems(self.guide, self.env, self.env_config)
-        return problems
-
-    def build_module_to_env_connector(self, env=None, spaces=None):
-        """RLlib's pipeline, with the guide's :class:`GuideActions` first (training EnvRunners only:
-        an evaluation config, ``in_evaluation``, never acts with the guide)."""
-        pipeline = super().build_module_to_env_connector(env, spaces)
-        settings = self.guide_settings
-        if settings is not None and not self.in_evaluation:
-            from rllib_grsn.algorithms.guide.connector import GuideActions
-
-            pipeline.prepend(
-                GuideActions(
-                    input_observation_space=pipeline.input_observation_space,
-                    input_action_space=pipeline.input_action_space,
-                    guide=settings,
-                )
-            )
-        return pipeline
 
     def get_default_rl_module_spec(self):
         from ray.rllib.core.rl_module.rl_module import RLModuleSpec

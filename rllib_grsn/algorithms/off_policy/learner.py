@@ -22,9 +22,11 @@ the actor learns from without saving any deployed spike. The critic core's rate 
 (``critic_firing_rate``) for reference.
 
 With a ``guide`` (TD3BC+JSRL), TD3's actor loss becomes TD3+BC's
-(:func:`~rllib_grsn.algorithms.losses.td3_bc_actor_loss`): behaviour cloning toward the replayed
-actions of the steps the guide acted (the batch's ``guided`` column, recorded while acting), with the
-weight ``guide.bc_weight`` at the lifetime env steps the algorithm passes to every update.
+(:func:`~rllib_grsn.algorithms.losses.td3_bc_actor_loss`), and continuous SAC's gains the same cloning
+term (:class:`SACLearner`): behaviour cloning toward the guide's action on the labelled steps (the
+batch's ``bc_label`` and ``guide_action`` columns, recorded while acting: the steps the guide acted,
+or every training step with ``guide.bc_on: all``), with the weight ``guide.bc_weight`` at the lifetime
+env steps the algorithm passes to every update.
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ from rllib_grsn.algorithms.firing_rate import (
     firing_rate_penalty_coeff,
     mean_firing_rate,
 )
-from rllib_grsn.algorithms.guide import GUIDED
+from rllib_grsn.algorithms.guide import BC_LABEL, GUIDE_ACTION, GUIDED
 from rllib_grsn.algorithms.off_policy.config import RecurrentOffPolicyConfig, RecurrentSACConfig, TD3Config
 from rllib_grsn.modules.twin_q import RecurrentTwinQModule, SpikingSACModule, SpikingTD3Module
 
@@ -213,6 +215,35 @@ class RecurrentOffPolicyLearner(TorchLearner):
     def _rewards_and_dones(batch: dict[str, Any]) -> tuple[Tensor, Tensor]:
         return batch[Columns.REWARDS].float(), batch[Columns.TERMINATEDS].float()
 
+    def _with_behaviour_cloning(
+        self,
+        module_id: ModuleID,
+        config: RecurrentOffPolicyConfig,
+        batch: dict[str, Any],
+        q_pi: Tensor,
+        action: Tensor,
+        mask: Tensor,
+        rl_loss: Tensor | None = None,
+    ) -> Tensor:
+        """The actor loss plus the guide's behaviour-cloning term on the batch's labelled steps
+        (``bc_label``, labels in ``guide_action``) at the ``bc_weight`` of the lifetime env steps
+        (:func:`~rllib_grsn.algorithms.losses.td3_bc_actor_loss`); logs the term, the weight, and the
+        fractions of valid steps the guide acted on (``guided_fraction``) and that carry a label
+        (``bc_label_fraction``)."""
+        settings = config.guide_settings
+        assert settings is not None
+        labelled = batch[BC_LABEL].to(mask.dtype)
+        weight = settings.bc_weight_at(self.lifetime_env_steps)
+        loss, bc = L.td3_bc_actor_loss(
+            q_pi, action, batch[GUIDE_ACTION], labelled, mask, weight, rl_loss=rl_loss
+        )
+        self.metrics.log_value((module_id, "bc_loss"), bc.detach(), window=1)
+        self.metrics.log_value((module_id, "bc_weight"), weight, window=1)
+        guided = batch[GUIDED].to(mask.dtype)
+        self.metrics.log_value((module_id, "guided_fraction"), L.masked_mean(guided, mask), window=1)
+        self.metrics.log_value((module_id, "bc_label_fraction"), L.masked_mean(labelled, mask), window=1)
+        return loss
+
 
 class TD3Learner(RecurrentOffPolicyLearner):
     """Recurrent TD3: clipped double Q, target policy smoothing, delayed actor and target updates."""
@@ -259,21 +290,26 @@ class TD3Learner(RecurrentOffPolicyLearner):
         action: Tensor,
         mask: Tensor,
     ) -> Tensor:
-        """TD3's actor loss; TD3+BC's on the guided steps when the config has a guide."""
-        settings = config.guide_settings
-        if settings is None:
+        """TD3's actor loss; TD3+BC's on the labelled steps when the config has a guide."""
+        if config.guide_settings is None:
             return L.td3_actor_loss(q1_pi, mask)
-        guided = batch[GUIDED].to(mask.dtype)
-        weight = settings.bc_weight_at(self.lifetime_env_steps)
-        loss, bc = L.td3_bc_actor_loss(q1_pi, action, batch[Columns.ACTIONS], guided, mask, weight)
-        self.metrics.log_value((module_id, "bc_loss"), bc.detach(), window=1)
-        self.metrics.log_value((module_id, "bc_weight"), weight, window=1)
-        self.metrics.log_value((module_id, "guided_fraction"), L.masked_mean(guided, mask), window=1)
-        return loss
+        return self._with_behaviour_cloning(module_id, config, batch, q1_pi, action, mask)
 
 
 class SACLearner(RecurrentOffPolicyLearner):
-    """Recurrent SAC: discrete (exact expectations over actions) or continuous (reparameterised)."""
+    """Recurrent SAC: discrete (exact expectations over actions) or continuous (reparameterised).
+
+    With a ``guide`` (continuous actions only), the actor loss adds TD3+BC's cloning term on the
+    labelled steps to SAC's ``alpha log pi - min(Q1, Q2)``, scaled by ``mean|min(Q1, Q2)|`` as TD3+BC
+    scales it by ``mean|Q|`` (Fujimoto & Gu 2021), on the policy's greedy action ``tanh(mean)``: a
+    squared error on the deterministic action, as the BC terms added to off-policy actors by Nair et
+    al. 2018 ("Overcoming exploration in RL with demonstrations") and Fujimoto & Gu 2021. Not the
+    log-likelihood of the guide's action under the squashed Gaussian (the BC of e.g. AWAC, Nair et al.
+    2020): a guide that acts at the action bounds (the privileged Pendulum swing-up is bang-bang, +-1
+    in normalised units) has ``atanh(+-1) = inf`` there, so its log-likelihood is unbounded, and it
+    would also pull the policy's spread, which SAC's temperature already controls. The sampled
+    action's entropy term is left to SAC. Discrete SAC takes no guide (refused before Ray starts).
+    """
 
     @override(RecurrentOffPolicyLearner)
     def _optimizer_groups(self, module: SpikingSACModule, config: RecurrentSACConfig) -> list:
@@ -324,6 +360,16 @@ class SACLearner(RecurrentOffPolicyLearner):
             q1, q2 = module.q_values(h[:, :-1], batch[Columns.ACTIONS].float())
             q1_pi, q2_pi = module.q_values(h[:, :-1].detach(), action[:, :-1])
             actor_loss = L.sac_continuous_actor_loss(q1_pi, q2_pi, log_prob[:, :-1], alpha, mask)
+            if config.guide_settings is not None:
+                actor_loss = self._with_behaviour_cloning(
+                    module_id,
+                    config,
+                    batch,
+                    L.clipped_double_q(q1_pi, q2_pi),
+                    torch.tanh(mean[:, :-1]),
+                    mask,
+                    rl_loss=actor_loss,
+                )
             entropy = -log_prob[:, :-1].detach()
             temperature_loss = L.alpha_loss(
                 module.log_alpha, log_prob[:, :-1], target_entropy, mask, discrete=False

@@ -20,6 +20,10 @@ Each sampled window has ``T = burn_in + seq_len`` steps ``t = s .. s+T-1`` of on
   recurrent state warms up there, no loss is taken).
 - ``guided`` is True on the steps a guide policy acted (the ``guided`` column the guide's connector
   recorded in ``extra_model_outputs``; False for episodes without it).
+- ``bc_label`` is True on the steps that carry a behaviour-cloning label and ``guide_action`` is that
+  label (the guide's action, normalised like ``actions``; zeros where there is none). An episode
+  recorded with ``guided`` only (before the labels had their own columns) is labelled on its guided
+  steps with the action taken there (then the guide's).
 - ``state_in`` is the core state to start the unroll from: the initial (zero) state for every
   window (Ni et al.; the default), or, with ``start_state="stored"`` (R2D2), the ``state_out`` the
   acting module recorded one step before the window start (RLlib keeps it in the episode's
@@ -44,7 +48,7 @@ from ray.rllib.utils.metrics import (
 )
 from ray.rllib.utils.replay_buffers.episode_replay_buffer import EpisodeReplayBuffer
 
-from rllib_grsn.algorithms.guide.settings import GUIDED
+from rllib_grsn.algorithms.guide.settings import BC_LABEL, GUIDE_ACTION, GUIDED
 
 StartState = Literal["zero", "stored"]
 START_STATES: tuple[str, ...] = ("zero", "stored")
@@ -172,8 +176,8 @@ class SequenceReplayBuffer(EpisodeReplayBuffer):
 
         Returns a dict of numpy arrays with leading dims [B, T] (``state_in`` leaves and ``seq_lens``
         are [B, ...] / [B]): ``obs``, ``next_obs`` (nested dicts allowed), ``actions``, ``rewards``,
-        ``terminateds``, ``guided``, ``mask``, ``loss_mask``, ``state_in`` and ``seq_lens`` (real steps per
-        window).
+        ``terminateds``, ``guided``, ``bc_label``, ``guide_action``, ``mask``, ``loss_mask``,
+        ``state_in`` and ``seq_lens`` (real steps per window).
         """
         _check_int("batch_size", batch_size, 1)
         _check_int("seq_len", seq_len, 1)
@@ -199,8 +203,9 @@ class SequenceReplayBuffer(EpisodeReplayBuffer):
                     f"Use start_state='zero' (allowed values: {START_STATES})."
                 )
 
-        obs_rows, next_obs_rows, action_rows, reward_rows, states = [], [], [], [], []
+        obs_rows, next_obs_rows, action_rows, reward_rows, label_rows, states = [], [], [], [], [], []
         guided = np.zeros((batch_size, T), dtype=bool)
+        labelled = np.zeros((batch_size, T), dtype=bool)
         terminateds = np.zeros((batch_size, T), dtype=bool)
         for b, (eps, s, n) in enumerate(zip(episodes, starts, n_real, strict=True)):
             s, n = int(s), int(n)
@@ -212,6 +217,13 @@ class SequenceReplayBuffer(EpisodeReplayBuffer):
             if GUIDED in eps.extra_model_outputs:
                 flags = eps.get_extra_model_outputs(GUIDED, slice(s, s + n))
                 guided[b, :n] = np.asarray(flags, dtype=bool).reshape(n)
+            if BC_LABEL in eps.extra_model_outputs:
+                flags = eps.get_extra_model_outputs(BC_LABEL, slice(s, s + n))
+                labelled[b, :n] = np.asarray(flags, dtype=bool).reshape(n)
+                label_rows.append(eps.get_extra_model_outputs(GUIDE_ACTION, slice(s, s + n)))
+            else:
+                labelled[b, :n] = guided[b, :n]
+                label_rows.append(np.where(_as_column(guided[b, :n], action_rows[-1]), action_rows[-1], 0))
             if eps.is_terminated and s + n == len(eps):
                 terminateds[b, n - 1] = True
             states.append(self._start_state(eps, s, start_state))
@@ -227,6 +239,8 @@ class SequenceReplayBuffer(EpisodeReplayBuffer):
             "rewards": _stack_padded(reward_rows, T).astype(np.float32),
             "terminateds": terminateds,
             "guided": guided & (mask > 0),
+            "bc_label": labelled & (mask > 0),
+            "guide_action": _stack_padded(label_rows, T).astype(np.float32),
             "mask": mask,
             "loss_mask": loss_mask,
             "state_in": self._stack_states(states, batch_size),
@@ -308,3 +322,9 @@ def _stack_padded(rows: list[Any], T: int) -> Any:
         return out
 
     return tree.map_structure(stack, *rows)
+
+
+def _as_column(flags: np.ndarray, actions: Any) -> np.ndarray:
+    """Per-step ``flags`` [n] shaped to broadcast against ``actions`` [n, ...]."""
+    actions = np.asarray(actions)
+    return flags.reshape(len(flags), *([1] * (actions.ndim - 1)))
