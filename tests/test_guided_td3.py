@@ -608,3 +608,35 @@ def test_discrete_sac_refuses_a_guide():
     assert len(problems) == 1, problems
     assert re.search(r"guide\.callable: a guide needs continuous \(Box\) actions.*Discrete\(2\)", problems[0])
     assert "discrete SAC takes no guide" in problems[0]
+
+
+# ----------------------------------------------------------------------------------- the sweep
+
+
+def test_ablation_sweep_grids_the_four_variants_over_three_seeds(tmp_path):
+    from rllib_grsn.experiment import load_experiments
+    from rllib_grsn.sweep.search_space import count_grid_trials, param_space
+
+    path = REPO / "tuned_examples" / "sweeps" / "pendulum_p_grsn_guide_ablations.yaml"
+    (experiment,) = load_experiments(path)
+    space = experiment.search_space
+    assert space[("seed",)].values == (0, 1, 2)
+    assert count_grid_trials(space, experiment.tune.num_samples) == 12
+    variants = [None if v is None else GuideSettings.model_validate(v) for v in space[("guide",)].values]
+    td3, jsrl, jump_start, td3bc = variants
+    assert td3 is None
+    at = (0, 10_000)
+    assert [jsrl.horizon_at(t) for t in at] == [100, 50] and jsrl.bc_weight_at(0) > 0
+    assert jsrl.bc_on == "guided"
+    assert [jump_start.horizon_at(t) for t in at] == [100, 50] and jump_start.bc_weight_at(0) == 0
+    assert [td3bc.horizon_at(t) for t in at] == [0, 0] and td3bc.bc_weight_at(0) > 0
+    assert td3bc.bc_on == "all"
+    # Every trial's config carries the guide Tune picked for it, at the key the algorithm reads.
+    assert param_space(experiment.algo_config, space)["guide"] == {
+        "grid_search": list(space[("guide",)].values)
+    }
+    # A bad grid value is reported before Ray starts, naming the value.
+    bad = path.read_text().replace("bc_on: all", "bc_on: everywhere")
+    (tmp_path / "bad.yaml").write_text(bad)
+    with pytest.raises(ExperimentError, match=r"config\.guide = .*bc_on: must be one of: guided, all"):
+        load_experiments(tmp_path / "bad.yaml")
