@@ -640,3 +640,35 @@ def test_ablation_sweep_grids_the_four_variants_over_three_seeds(tmp_path):
     (tmp_path / "bad.yaml").write_text(bad)
     with pytest.raises(ExperimentError, match=r"config\.guide = .*bc_on: must be one of: guided, all"):
         load_experiments(tmp_path / "bad.yaml")
+
+
+def test_replay_labels_episodes_recorded_with_guided_only_on_their_guided_steps():
+    """An episode without the label columns (recorded before them, e.g. in a resumed replay) is
+    labelled on its guided steps with the action taken there; one without any guide column not at all."""
+    from ray.rllib.env.single_agent_episode import SingleAgentEpisode
+
+    from rllib_grsn.algorithms.replay import SequenceReplayBuffer
+
+    n = 6
+    actions = [np.array([0.1 * t], dtype=np.float32) for t in range(n)]
+
+    def episode(eid: str, extra: dict) -> SingleAgentEpisode:
+        return SingleAgentEpisode(
+            id_=eid,
+            observations=[np.array([t, 0.0], dtype=np.float32) for t in range(n + 1)],
+            actions=actions,
+            rewards=[0.0] * n,
+            terminated=True,
+            extra_model_outputs=extra,
+            len_lookback_buffer=0,
+        )
+
+    buffer = SequenceReplayBuffer(capacity=100, seed=0)
+    buffer.add([episode("old", {GUIDED: [t < 2 for t in range(n)]}), episode("plain", {})])
+    windows = buffer.sample(32, seq_len=n)
+    old = windows["guided"].any(axis=1)
+    assert old.any() and not old.all()
+    np.testing.assert_array_equal(windows["bc_label"], windows["guided"])
+    labels, taken = windows["guide_action"], windows["actions"]
+    np.testing.assert_allclose(labels[windows["bc_label"]], taken[windows["bc_label"]])
+    assert not labels[~windows["bc_label"]].any()

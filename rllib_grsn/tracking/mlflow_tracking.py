@@ -12,7 +12,8 @@ and opens a second MLflow run for a trial that ``--resume`` continues; this one 
   group (every sampled value but the seed) so seeds of one setting can be compared in the MLflow UI;
 - metrics per iteration, with the env steps as MLflow's step: :data:`METRICS` (return, episode length,
   win rates, ...), the energy metrics of each evaluation (``energy/...``), ``surrogate_alpha``, a guide's
-  env steps and horizon (``guide_env_steps``, ``policy_env_steps``, ``guide_horizon``), and
+  env steps, horizon and labelled steps (``guide_env_steps``, ``policy_env_steps``, ``guide_horizon``,
+  ``bc_label_env_steps``), and
   the learners' numeric metrics (``learners/<module>/...``);
 - artifacts when the trial ends: ``experiment.yaml`` (what this trial trained), the source YAML, the
   final checkpoint's path (``checkpoint.txt`` and the ``checkpoint`` tag) and ``learning_curve.png``.
@@ -68,9 +69,11 @@ METRICS = {
     "time_total_s": "time_total_s",
     "training_iteration": "training_iteration",
     "surrogate_alpha": "surrogate_alpha",
-    # Guided training (TD3BC+JSRL): env steps the guide acted vs the learning policy, and the horizon.
+    # Guided training (TD3BC+JSRL): env steps the guide acted vs the learning policy, the horizon, and
+    # the steps that carry a behaviour-cloning label (all training steps with guide.bc_on: all).
     "guide_env_steps": "env_runners/num_env_steps_guide_lifetime",
     "policy_env_steps": "env_runners/num_env_steps_policy_lifetime",
+    "bc_label_env_steps": "env_runners/num_env_steps_bc_label_lifetime",
     "guide_horizon": "guide_horizon",
 }
 LEARNER_PREFIX = "learners/"
