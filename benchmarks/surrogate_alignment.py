@@ -624,24 +624,32 @@ def plot(results: dict[str, Any], rel_h: str, path: Path) -> bool:
     except ImportError:
         return False
     groups = ["all", "encoder", "core", "head"]
-    fig, axes = plt.subplots(1, len(groups), figsize=(4.2 * len(groups), 3.6), sharey=True)
+    fig, axes = plt.subplots(1, len(groups) + 1, figsize=(4.0 * (len(groups) + 1), 3.6))
     alphas = [float(a) for a in results["settings"]["alphas"]]
     styles = {"grsn": "-", "lif": "--"}
-    for ax, group in zip(axes, groups, strict=True):
-        for core, record in results["cores"].items():
-            summary = summarise(record, rel_h)
-            n = len(record["points"])
-            for i, point in enumerate(record["points"]):
+    for core, record in results["cores"].items():
+        summary = summarise(record, rel_h)
+        n = len(record["points"])
+        for i, point in enumerate(record["points"]):
+            color = plt.cm.viridis(i / max(n - 1, 1))
+            style = {"ls": styles.get(core, ":"), "marker": "o", "ms": 3, "color": color}
+            label = f"{core} {point['env_steps']} steps"
+            for ax, group in zip(axes, groups, strict=False):
                 vals = summary[str(point["env_steps"])][group]
                 mean = [vals[str(a)][0] for a in alphas]
                 std = [vals[str(a)][1] for a in alphas]
-                color = plt.cm.viridis(i / max(n - 1, 1))
-                ax.errorbar(alphas, mean, yerr=std, ls=styles.get(core, ":"), marker="o", ms=3, color=color,
-                            capsize=2, label=f"{core} {point['env_steps']} steps")  # fmt: skip
-        ax.set_xscale("log", base=2)
-        ax.set_title(group)
-        ax.set_xlabel("ATan width alpha")
+                ax.errorbar(alphas, mean, yerr=std, capsize=2, label=label, **style)
+            reach = [b["reach"]["window_fraction"] for b in point["batches"]]
+            axes[-1].plot(alphas, [np.mean([r[str(a)] for r in reach]) for a in alphas], label=label, **style)
+    for ax, group in zip(axes, groups, strict=False):
+        ax.set_title(group + (" (control: no spike on its path)" if group == "head" else ""), fontsize=9)
+        ax.set_ylim(-1.05, 1.05)
         ax.axhline(0.0, color="grey", lw=0.5)
+    axes[-1].set_title(f"neuron-steps with h'(u-theta) >= {WINDOW_SHARE:g} h'(0)", fontsize=9)
+    axes[-1].set_ylim(0.0, 1.05)
+    for ax in axes:
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("ATan width alpha")
     axes[0].set_ylabel(f"cos(FD reference, surrogate), rel h={float(rel_h):g}")
     axes[-1].legend(fontsize=7)
     fig.tight_layout()
