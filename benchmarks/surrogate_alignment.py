@@ -502,15 +502,16 @@ def summarise(record: dict[str, Any], rel_h: str) -> dict[str, dict[str, dict[st
     return out
 
 
+def _header(columns: Sequence[str], alphas: Sequence[str]) -> list[str]:
+    """A markdown table's header rows: ``columns``, then one column per surrogate width."""
+    names = [*columns, *(f"alpha={float(a):g}" for a in alphas)]
+    return ["| " + " | ".join(names) + " |", "|" + "---|" * len(names)]
+
+
 def markdown_table(results: dict[str, Any], rel_h: str, groups: Sequence[str]) -> str:
     """Cosine (mean +- std over batches) per core, training point, group and width."""
     alphas = [str(float(a)) for a in results["settings"]["alphas"]]
-    lines = [
-        "| actor | env steps | eval return | group | "
-        + " | ".join(f"alpha={float(a):g}" for a in alphas)
-        + " |",
-        "|---|---|---|---|" + "---|" * len(alphas),
-    ]
+    lines = _header(("actor", "env steps", "eval return", "group"), alphas)
     for core, record in results["cores"].items():
         summary = summarise(record, rel_h)
         for point in record["points"]:
@@ -528,12 +529,7 @@ def markdown_table(results: dict[str, Any], rel_h: str, groups: Sequence[str]) -
 def reach_table(results: dict[str, Any]) -> str:
     """Neurons inside each width's surrogate window (mean over batches), per core and training point."""
     alphas = [str(float(a)) for a in results["settings"]["alphas"]]
-    lines = [
-        "| actor | env steps | firing rate | measure | "
-        + " | ".join(f"alpha={float(a):g}" for a in alphas)
-        + " |",
-        "|---|---|---|---|" + "---|" * len(alphas),
-    ]
+    lines = _header(("actor", "env steps", "firing rate", "measure"), alphas)
     for core, record in results["cores"].items():
         for point in record["points"]:
             reach = [b["reach"] for b in point["batches"]]
