@@ -24,6 +24,7 @@ iterations) and its ratio to ``before``, and where the time went:
 Run from the repository root::
 
     .venv/bin/python -m benchmarks.qmix_throughput --iterations 8
+    .venv/bin/python -m benchmarks.qmix_throughput --variants team-2t --battles 8,16,32   # battles per runner
 """
 
 from __future__ import annotations
@@ -73,7 +74,9 @@ class Clock:
         setattr(owner, name, timed)
 
 
-def build(path: str, team_acting: bool, buckets: int, seed: int) -> tuple[Any, Clock]:
+def build(
+    path: str, team_acting: bool, buckets: int, seed: int, battles: int | None = None
+) -> tuple[Any, Clock]:
     overrides = {
         "team_acting": team_acting,
         "length_buckets": buckets,
@@ -81,6 +84,8 @@ def build(path: str, team_acting: bool, buckets: int, seed: int) -> tuple[Any, C
         "evaluation_interval": 0,
         "num_env_runners": 0,
     }
+    if battles is not None:
+        overrides["num_envs_per_env_runner"] = battles
     (experiment,) = load_experiments(path, config=overrides)
     algo = experiment.algo_config.build_algo()
     clock = Clock()
@@ -129,12 +134,36 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=8, help="timed iterations per variant")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="benchmarks/results/qmix_throughput.json")
+    parser.add_argument(
+        "--variants",
+        default=",".join(v[0] for v in VARIANTS),
+        help="comma-separated subset of the variants (default: all four; ratios are to the first)",
+    )
+    parser.add_argument(
+        "--battles",
+        default="",
+        help="comma-separated battles per EnvRunner (num_envs_per_env_runner) to run each variant at, "
+        "e.g. 8,16,32 (default: the YAML's)",
+    )
     args = parser.parse_args()
+    known = {v[0]: v for v in VARIANTS}
+    chosen = [name.strip() for name in args.variants.split(",") if name.strip()]
+    unknown = [name for name in chosen if name not in known]
+    if unknown or not chosen:
+        parser.error(f"--variants: unknown {unknown or chosen}; choose from {', '.join(known)}")
+    try:
+        battle_counts = [int(b) for b in args.battles.split(",") if b.strip()] or [None]
+    except ValueError:
+        parser.error(f"--battles: comma-separated integers, got {args.battles!r}")
+    if any(b is not None and b < 1 for b in battle_counts):
+        parser.error(f"--battles: each must be >= 1, got {args.battles!r}")
     sample = qmix_algorithm.sample_episodes
-    variants = {
-        name: (*build(args.yaml, team, buckets, args.seed), threads)
-        for name, team, buckets, threads in VARIANTS
-    }
+    variants = {}
+    for name in chosen:
+        _, team, buckets, threads = known[name]
+        for battles in battle_counts:
+            label = name if battles is None else f"{name}/{battles}b"
+            variants[label] = (*build(args.yaml, team, buckets, args.seed, battles), threads)
     for _ in range(args.warmup):
         for algo, _clock, threads in variants.values():
             torch.set_num_threads(threads)
@@ -159,12 +188,12 @@ def main() -> None:
                 for p in PARTS
             },
         }
-    base = summary[VARIANTS[0][0]]["env_steps_per_s_median"]
-    print(f"\n{'':9s} {'env steps/s':>12s} {'ratio':>6s} " + " ".join(f"{p:>12s}" for p in PARTS))
+    base = summary[next(iter(summary))]["env_steps_per_s_median"]
+    print(f"\n{'':13s} {'steps/s':>8s} {'ratio':>6s} " + " ".join(f"{p:>12s}" for p in PARTS))
     for name, s in summary.items():
         s["ratio"] = s["env_steps_per_s_median"] / base
         shares = " ".join(f"{100 * s['share'][p]:11.1f}%" for p in PARTS)
-        print(f"{name:9s} {s['env_steps_per_s_median']:12.0f} {s['ratio']:5.2f}x {shares}")
+        print(f"{name:13s} {s['env_steps_per_s_median']:8.0f} {s['ratio']:5.2f}x {shares}")
     print(f"\nms per env step {'':6s}" + " ".join(f"{p:>12s}" for p in PARTS))
     for name, s in summary.items():
         print(f"{name:22s}" + " ".join(f"{s['ms_per_env_step'][p]:12.3f}" for p in PARTS))
