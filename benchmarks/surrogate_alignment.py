@@ -681,16 +681,42 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--report-only", action="store_true", help="rebuild table and figure from --out")
     p.add_argument("--combine", nargs="+", metavar="JSON", default=None,
                    help="merge these result files (same settings) into --out, no measuring")  # fmt: skip
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    # option, type, smallest allowed value, whether that value is allowed
+    for option, kind, low, inclusive in (
+        ("alphas", float, 0, False),
+        ("rel_h", float, 0, False),
+        ("env_steps", int, 0, True),
+    ):
+        text, flag = getattr(args, option), "--" + option.replace("_", "-")
+        try:
+            values = [kind(v) for v in text.split(",")]
+        except ValueError:
+            p.error(f"{flag}: comma-separated {kind.__name__}s, got {text!r}")
+        if any(v < low or (v == low and not inclusive) for v in values):
+            p.error(f"{flag}: every value must be {'>=' if inclusive else '>'} {low}, got {text!r}")
+    for spec in args.run:
+        core, _, run_dir = spec.partition("=")
+        if not core or not run_dir:
+            p.error(f"--run: CORE=DIR, e.g. grsn=/tmp/runs/grsn; got {spec!r}")
+    return args
+
+
+def _read_results(path: Path) -> dict[str, Any]:
+    """A result file written by this tool, or SystemExit with one line naming it."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise SystemExit(f"{path}: not a readable result file of this tool ({error})") from None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     out = Path(args.out)
     if args.report_only:
-        results = json.loads(out.read_text())
+        results = _read_results(out)
     elif args.combine:
-        results = combine([json.loads(Path(f).read_text()) for f in args.combine])
+        results = combine([_read_results(Path(f)) for f in args.combine])
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(results, indent=1))
     elif not args.run:
