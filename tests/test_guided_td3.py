@@ -19,7 +19,7 @@ from ray.rllib.core.columns import Columns
 from ray.rllib.utils.torch_utils import convert_to_torch_tensor
 
 from rllib_grsn.algorithms import losses as L
-from rllib_grsn.algorithms.guide import BC_LABEL, GUIDED, GuideSettings
+from rllib_grsn.algorithms.guide import ABLATION_NAMES, BC_LABEL, GUIDED, GuideSettings
 from rllib_grsn.algorithms.guide import GUIDE_ACTION as LABEL
 from rllib_grsn.algorithms.guide.connector import (
     GUIDE_STEPS,
@@ -613,12 +613,31 @@ def test_discrete_sac_refuses_a_guide():
 # ----------------------------------------------------------------------------------- the sweep
 
 
-def test_ablation_sweep_grids_the_four_variants_over_three_seeds(tmp_path):
+def test_ablation_sweep_grids_the_four_variants_over_three_seeds_for_both_tasks_and_cores(tmp_path):
     from rllib_grsn.experiment import load_experiments
     from rllib_grsn.sweep.search_space import count_grid_trials, param_space
 
-    path = REPO / "tuned_examples" / "sweeps" / "pendulum_p_grsn_guide_ablations.yaml"
-    (experiment,) = load_experiments(path)
+    path = REPO / "tuned_examples" / "sweeps" / "pendulum_guide_ablations.yaml"
+    experiments = load_experiments(path)
+    cells = {(e.env, e.algo_config.model_config["core"]): e for e in experiments}
+    assert sorted(cells) == [
+        ("Pendulum-P", "grsn"),
+        ("Pendulum-P", "lif"),
+        ("Pendulum-V", "grsn"),
+        ("Pendulum-V", "lif"),
+    ]
+    assert len({e.name for e in experiments}) == 4  # four result folders, none resumes another
+    # The merged experiments differ from the first only in env and core.
+    first = experiments[0]
+    for experiment in experiments[1:]:
+        assert experiment.search_space == first.search_space
+        assert experiment.stop == first.stop
+        mine, theirs = experiment.algo_config.to_dict(), first.algo_config.to_dict()
+        for key in ("env", "_model_config"):
+            mine.pop(key), theirs.pop(key)
+        assert mine == theirs, [k for k in mine if mine[k] != theirs.get(k)]
+        assert {**experiment.algo_config.model_config, "core": "grsn"} == first.algo_config.model_config
+    experiment = first
     space = experiment.search_space
     assert space[("seed",)].values == (0, 1, 2)
     assert count_grid_trials(space, experiment.tune.num_samples) == 12
@@ -631,6 +650,8 @@ def test_ablation_sweep_grids_the_four_variants_over_three_seeds(tmp_path):
     assert [jump_start.horizon_at(t) for t in at] == [100, 50] and jump_start.bc_weight_at(0) == 0
     assert [td3bc.horizon_at(t) for t in at] == [0, 0] and td3bc.bc_weight_at(0) > 0
     assert td3bc.bc_on == "all"
+    # Reports name the variants from the settings alone.
+    assert [v.ablation for v in (jsrl, jump_start, td3bc)] == list(ABLATION_NAMES[1:])
     # Every trial's config carries the guide Tune picked for it, at the key the algorithm reads.
     assert param_space(experiment.algo_config, space)["guide"] == {
         "grid_search": list(space[("guide",)].values)

@@ -4,6 +4,7 @@
 privileged guide in :mod:`.privileged`."""
 
 from rllib_grsn.algorithms.guide.settings import (
+    ABLATION_NAMES,
     BC_LABEL,
     GUIDE_ACTION,
     GUIDED,
@@ -11,4 +12,4 @@ from rllib_grsn.algorithms.guide.settings import (
     guide_settings,
 )
 
-__all__ = ["BC_LABEL", "GUIDED", "GUIDE_ACTION", "GuideSettings", "guide_settings"]
+__all__ = ["ABLATION_NAMES", "BC_LABEL", "GUIDED", "GUIDE_ACTION", "GuideSettings", "guide_settings"]

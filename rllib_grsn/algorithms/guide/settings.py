@@ -45,6 +45,8 @@ BC_LABEL = "bc_label"
 BC_ON = ("guided", "all")
 HORIZON_EXAMPLE = "[[0, 50], [20000, 0]]"
 BC_WEIGHT_EXAMPLE = "[[0, 0.4], [20000, 0.0]]"
+# The ablation's variants, in the order reports show them (GuideSettings.ablation; no guide: TD3).
+ABLATION_NAMES = ("TD3", "TD3BC+JSRL", "jump-start without BC", "TD3+BC without jump-start")
 
 
 def _schedule(example: str, meaning: str) -> Any:
@@ -111,6 +113,21 @@ class GuideSettings(BaseModel):
     def bc_weight_at(self, timestep: float) -> float:
         """The behaviour-cloning weight beta at ``timestep`` lifetime env steps."""
         return scheduled_value(self.bc_weight, timestep)
+
+    @property
+    def ablation(self) -> str:
+        """Which variant of the guided-training ablation these settings are (plain TD3 has no guide):
+        the guide acts (a horizon above 0 at some point) and its actions are cloned (a weight above
+        0 at some point): TD3BC+JSRL; it only acts: jump-start without BC; it only labels: TD3+BC
+        without the jump-start; neither: the guide is never used."""
+        acts, clones = not _always_zero(self.horizon), not _always_zero(self.bc_weight)
+        if acts and clones:
+            return ABLATION_NAMES[1]
+        if acts:
+            return ABLATION_NAMES[2]
+        if clones:
+            return ABLATION_NAMES[3]
+        return "guide never used"
 
 
 def _always_zero(value: Any) -> bool:
