@@ -97,24 +97,30 @@ def read_trial(experiment: str, trial_dir: Path, stop_env_steps: int) -> tuple[T
     iteration) as a :class:`TrialCurve`, and notes on what was skipped. A trial that has not reported
     yet gives None."""
     notes: list[str] = []
+    path = trial_dir / "result.json"
     try:
         config = json.loads((trial_dir / "params.json").read_text())
-    except (OSError, ValueError) as err:
-        return None, [f"{trial_dir}: params.json unreadable ({type(err).__name__}); trial skipped"]
+        if not isinstance(config, dict):
+            raise ValueError("not a JSON object")
+        variant = variant_name(config.get("guide"))
+        lines = path.read_text().splitlines() if path.is_file() else []
+    except (OSError, ValueError) as err:  # pydantic's ValidationError is a ValueError
+        problem = " ".join(str(err).split())[:200]
+        return None, [f"{trial_dir}: unreadable ({type(err).__name__}: {problem}); trial skipped"]
     model_config = config.get("model_config") or config.get("_model_config") or {}
     steps: list[int] = []
     returns: list[float] = []
     guide_steps = last_steps = 0
-    path = trial_dir / "result.json"
-    lines = path.read_text().splitlines() if path.is_file() else []
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         try:
             result = json.loads(line)
         except ValueError:
+            result = None
+        if not isinstance(result, dict):
             # Tune appends a line per iteration: a line cut by a kill is the last one.
-            notes.append(f"{path}: line {number} is not JSON (cut by an interrupt?); skipped")
+            notes.append(f"{path}: line {number} is not a JSON object (cut by an interrupt?); skipped")
             continue
         env_steps = result.get(STOP_KEY)
         if not _finite(env_steps):
@@ -132,8 +138,8 @@ def read_trial(experiment: str, trial_dir: Path, stop_env_steps: int) -> tuple[T
         experiment=experiment,
         trial=trial_dir.name,
         env=str(config.get("env")),
-        core=str(model_config.get("core", "?")),
-        variant=variant_name(config.get("guide")),
+        core=str(model_config.get("core", "?") if isinstance(model_config, dict) else "?"),
+        variant=variant,
         seed=config.get("seed"),
         env_steps=steps,
         test_return=returns,
@@ -157,7 +163,8 @@ def sweep_experiments(sweep: Path) -> dict[str, int]:
         raise ReportError(f"{sweep}: expected a mapping of experiments")
     out = {}
     for name, spec in data.items():
-        stop = (spec or {}).get("stop") or {}
+        stop = spec.get("stop") if isinstance(spec, dict) else None
+        stop = stop if isinstance(stop, dict) else {}
         if not _finite(stop.get(STOP_KEY)):
             raise ReportError(f"{sweep}: {name}.stop must give {STOP_KEY} (the curves are over env steps)")
         out[str(name)] = int(stop[STOP_KEY])
@@ -283,7 +290,7 @@ def markdown_table(cells: dict[str, Any], window: int) -> str:
     """One row per task x core x variant."""
     head = (
         "| task, core | variant | seeds done | final test return (last test) | "
-        f"test return, last {window // 1000}k env steps | env steps to TD3's final | guide env steps |"
+        f"test return, last {window:,} env steps | env steps to TD3's final | guide env steps |"
     )
     lines = [head, "|" + "---|" * 7]
     for cell, data in cells.items():

@@ -156,7 +156,7 @@ def test_table_figure_and_notes(sweep, report, capsys):
     text = capsys.readouterr().out
     assert code == 0
     assert "pendulum-v-lif-guide-ablations: no trials in" in text
-    assert "result.json: line 7 is not JSON (cut by an interrupt?); skipped" in text
+    assert "result.json: line 7 is not a JSON object (cut by an interrupt?); skipped" in text
     rows = {
         line.split("|")[2].strip(): line for line in text.splitlines() if line.startswith("| Pendulum-P GRSN")
     }
@@ -188,3 +188,22 @@ def test_no_results_or_a_bad_sweep_file_end_in_one_line_and_exit_2(tmp_path, swe
     (tmp_path / "r.json").write_text("{not json")
     assert guided_ablations.main(["--report-only", "--out", str(tmp_path / "r.json")]) == 2
     assert "not a report of this module" in capsys.readouterr().err
+
+
+def test_a_damaged_trial_folder_is_named_and_skipped(tmp_path, sweep, capsys):
+    import shutil
+
+    storage, sweep_file, _ = sweep
+    copy = tmp_path / "results"
+    shutil.copytree(storage, copy)
+    broken = copy / NAME / "TD3_Pendulum-P_broken"
+    broken.mkdir()
+    (broken / "params.json").write_text('{"env": "Pendulum-P", "seed": 2, "guide": {"horizon": 5}}')
+    out = tmp_path / "r.json"
+    assert (
+        guided_ablations.main(["--storage-path", str(copy), "--sweep", str(sweep_file), "--out", str(out)])
+        == 0
+    )
+    text = capsys.readouterr().out
+    assert f"{broken}: unreadable (ValidationError: " in text and "trial skipped" in text
+    assert len(json.loads(out.read_text())["trials"]) == 8
