@@ -1,13 +1,15 @@
 """The main job's end-to-end training speed with team acting against RLlib's per-agent episodes.
 
-Three Algorithms of one tuned example (default: the main job, ``tuned_examples/smac_8m_grsn.yaml``)
+Algorithms of one tuned example (default: the main job, ``tuned_examples/smac_8m_grsn.yaml``)
 in one process, evaluation off and the EnvRunner local:
 
 - ``before``: the main job before team acting: RLlib's per-agent episodes (``team_acting: false``), one
   padded unroll per update (``length_buckets: 1``), one torch thread (a Tune trial of one CPU);
 - ``before-2t``: the same with two torch threads, to tell what the second thread alone buys;
 - ``team-1t``: team acting and length-bucketed updates, one torch thread;
-- ``team-2t``: the same with two torch threads (the main job now: ``num_cpus_for_main_process: 2``).
+- ``team-2t``: the same with two torch threads (the main job now: ``num_cpus_for_main_process: 2``);
+- ``overlap-1t`` / ``overlap-2t``: ``team-1t`` / ``team-2t`` with ``overlap_updates``: the gradient steps
+  run in a learner thread while the EnvRunner samples (not with ``--variants`` default; name them).
 
 After ``--warmup`` iterations each (learning has started by then), they train ``--iterations`` more,
 taking turns iteration by iteration so that load from elsewhere on the machine hits all alike.
@@ -20,6 +22,10 @@ iterations) and its ratio to ``before``, and where the time went:
 - ``replay``: adding to and sampling from the replay;
 - ``learner``: the gradient steps;
 - ``other``: the rest of ``train()`` (weight sync, metrics, target updates).
+
+With ``overlap_updates`` the learner's seconds run beside sampling, so the parts add up to more than the
+wall time; ``other`` is then the wall time minus sampling and replay (waiting for the learner thread
+included).
 
 Run from the repository root::
 
@@ -45,13 +51,16 @@ from benchmarks.machine import machine_description
 from rllib_grsn.experiment import load_experiments
 
 PARTS = ("env", "forward", "bookkeeping", "replay", "learner", "other")
-# name, team_acting, length_buckets, torch threads
+# name, team_acting, length_buckets, torch threads, overlap_updates
 VARIANTS = (
-    ("before", False, 1, 1),
-    ("before-2t", False, 1, 2),
-    ("team-1t", True, 4, 1),
-    ("team-2t", True, 4, 2),
+    ("before", False, 1, 1, False),
+    ("before-2t", False, 1, 2, False),
+    ("team-1t", True, 4, 1, False),
+    ("team-2t", True, 4, 2, False),
+    ("overlap-1t", True, 4, 1, True),
+    ("overlap-2t", True, 4, 2, True),
 )
+DEFAULT_VARIANTS = ("before", "before-2t", "team-1t", "team-2t")
 ENV_STEPS = "num_env_steps_sampled_lifetime"
 
 
@@ -75,11 +84,12 @@ class Clock:
 
 
 def build(
-    path: str, team_acting: bool, buckets: int, seed: int, battles: int | None = None
+    path: str, team_acting: bool, buckets: int, seed: int, battles: int | None = None, overlap: bool = False
 ) -> tuple[Any, Clock]:
     overrides = {
         "team_acting": team_acting,
         "length_buckets": buckets,
+        "overlap_updates": overlap,
         "seed": seed,
         "evaluation_interval": 0,
         "num_env_runners": 0,
@@ -112,7 +122,8 @@ def timed_iteration(algo: Any, clock: Clock, sample: Callable[..., Any]) -> dict
     parts = dict(clock.seconds)
     sampled = sampling.seconds["sampling"]
     parts["bookkeeping"] = sampled - parts.get("env", 0.0) - parts.get("forward", 0.0)
-    parts["other"] = total - sampled - parts.get("replay", 0.0) - parts.get("learner", 0.0)
+    learner = 0.0 if algo.config.overlap_updates else parts.get("learner", 0.0)
+    parts["other"] = total - sampled - parts.get("replay", 0.0) - learner
     steps = result["env_runners"]["num_env_steps_sampled"]
     return {"env_steps": int(steps), "seconds": total, "steps_per_s": float(steps) / total, **parts}
 
@@ -136,8 +147,9 @@ def main() -> None:
     parser.add_argument("--out", default="benchmarks/results/qmix_throughput.json")
     parser.add_argument(
         "--variants",
-        default=",".join(v[0] for v in VARIANTS),
-        help="comma-separated subset of the variants (default: all four; ratios are to the first)",
+        default=",".join(DEFAULT_VARIANTS),
+        help=f"comma-separated variants of {', '.join(v[0] for v in VARIANTS)} "
+        f"(default: {','.join(DEFAULT_VARIANTS)}; ratios are to the first)",
     )
     parser.add_argument(
         "--battles",
@@ -160,10 +172,10 @@ def main() -> None:
     sample = qmix_algorithm.sample_episodes
     variants = {}
     for name in chosen:
-        _, team, buckets, threads = known[name]
+        _, team, buckets, threads, overlap = known[name]
         for battles in battle_counts:
             label = name if battles is None else f"{name}/{battles}b"
-            variants[label] = (*build(args.yaml, team, buckets, args.seed, battles), threads)
+            variants[label] = (*build(args.yaml, team, buckets, args.seed, battles, overlap), threads)
     for _ in range(args.warmup):
         for algo, _clock, threads in variants.values():
             torch.set_num_threads(threads)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 import ray
@@ -290,3 +292,68 @@ def test_the_learning_rate_follows_an_lr_schedule(local_ray):
     assert result["num_env_steps_sampled_lifetime"] >= 2000
     assert optimizer.param_groups[0]["lr"] == pytest.approx(1e-3)
     assert result["learners"][SHARED_MODULE_ID]["default_optimizer_learning_rate"] == pytest.approx(1e-3)
+
+
+def _weights(algo) -> dict[str, np.ndarray]:
+    return {k: np.asarray(v) for k, v in algo.learner_group.get_weights()[SHARED_MODULE_ID].items()}
+
+
+def test_overlapped_updates_are_the_same_gradient_steps_one_training_step_later(local_ray):
+    """``overlap_updates`` runs the gradient steps owed for earlier episodes in a learner thread while
+    the next ones are sampled. Under uniform exploration the episodes do not depend on the weights, so
+    k + 1 overlapped training steps must apply exactly the updates (same batches, same targets) that
+    k sequential ones apply, and k overlapped ones one training step's fewer."""
+    torch.set_num_threads(1)
+    steps = 6
+    config = _config(
+        core="grsn",
+        epsilon_start=1.0,
+        epsilon_finish=1.0,
+        num_episodes_before_learning_starts=8,
+        train_batch_size_per_learner=8,
+        target_update_interval=20,
+    )
+    runs = {}
+    for overlap in (False, True):
+        torch.manual_seed(0)
+        algo = config.copy(copy_frozen=False).training(overlap_updates=overlap).build_algo()
+        try:
+            initial = _weights(algo)
+            history = []
+            for _ in range(steps + overlap):
+                algo.training_step()
+                history.append((algo.num_gradient_steps, _weights(algo)))
+            runs[overlap] = (initial, history)
+        finally:
+            algo.stop()
+    initial, sequential = runs[False]
+    _, overlapped = runs[True]
+    gradient_steps, weights = sequential[-1]
+    assert gradient_steps > 4 and any(not np.array_equal(v, weights[k]) for k, v in initial.items())
+    # One training step behind: after step i+1 overlapped == after step i sequential, at every step.
+    for i in range(steps):
+        assert overlapped[i + 1][0] == sequential[i][0]
+        for name, value in sequential[i][1].items():
+            np.testing.assert_array_equal(overlapped[i + 1][1][name], value, err_msg=f"step {i}: {name}")
+    assert overlapped[steps - 1][0] < gradient_steps
+
+
+def test_an_error_in_the_learner_thread_fails_the_training_step(local_ray, monkeypatch):
+    from rllib_grsn.algorithms.qmix.learner import QMixLearner
+
+    def broken(self, *args, **kwargs):
+        raise RuntimeError("loss exploded")
+
+    algo = _config(
+        num_episodes_before_learning_starts=8, train_batch_size_per_learner=8, overlap_updates=True
+    )
+    algo = algo.build_algo()
+    try:
+        monkeypatch.setattr(QMixLearner, "update", broken)
+        with pytest.raises(RuntimeError, match="loss exploded"):
+            for _ in range(4):
+                algo.training_step()
+    finally:
+        algo.stop()
+    # stop() ends the learner thread.
+    assert not [t for t in threading.enumerate() if t.name.startswith("qmix-learner")]

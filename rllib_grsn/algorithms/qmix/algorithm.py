@@ -6,7 +6,9 @@ agent's ``(u, c)`` carried by RLlib's connectors), the episodes that finished go
 :class:`TeamEpisodeReplay` as team arrays (the chunks of battles still running wait there for the
 rest), then ``num_updates_per_episode`` gradient steps per finished episode each train on
 ``train_batch_size_per_learner`` whole episodes, targets are copied every ``target_update_interval``
-episodes, and the new agent weights go back to the EnvRunners. RLlib's ``Algorithm.train`` repeats this until
+episodes, and the new agent weights go back to the EnvRunners. With ``overlap_updates`` the gradient steps
+owed for earlier steps' episodes run in a learner thread while the EnvRunners sample (same batches and
+updates, the acting weights one step older). RLlib's ``Algorithm.train`` repeats this until
 ``min_sample_timesteps_per_iteration`` env steps make an iteration, and runs the greedy test
 episodes (``evaluation_interval``), which report ``win_rate`` through
 :class:`~rllib_grsn.tracking.team_metrics.TeamMetricsCallback`.
@@ -14,6 +16,8 @@ episodes (``evaluation_interval``), which report ``win_rate`` through
 
 from __future__ import annotations
 
+import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from ray.rllib.algorithms.algorithm import Algorithm
@@ -55,39 +59,83 @@ class QMix(Algorithm):
         self._update_credit = 0.0
         self._episodes_at_target_update = 0
         self.num_gradient_steps = 0
+        # overlap_updates: one thread runs the gradient steps while this one samples.
+        self._learner_thread = (
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="qmix-learner")
+            if self.config.overlap_updates
+            else None
+        )
 
     @override(Algorithm)
     def training_step(self) -> None:
         cfg = self.config
+        in_flight = None
+        if self._learner_thread is not None:
+            # The gradient steps owed for the episodes of earlier steps run while this step samples;
+            # their batches are drawn first, so the replay is not read while episodes are added.
+            batches = self._owed_batches()
+            if batches:
+                in_flight = self._learner_thread.submit(
+                    self._gradient_steps, batches, self._sampled_lifetime()
+                )
         episodes = sample_episodes(self)
+        if in_flight is not None:
+            self._after_gradient_steps(in_flight.result())
+
         with self.metrics.log_time((TIMERS, REPLAY_BUFFER_ADD_DATA_TIMER)):
             finished = self.replay_buffer.add(episodes)  # whole episodes; chunks of running ones wait
         self.metrics.log_value("replay_episodes", len(self.replay_buffer), window=1)
-
         if len(self.replay_buffer) < max(cfg.num_episodes_before_learning_starts, 1):
             return
         self._update_credit += finished * cfg.num_updates_per_episode
+        if self._learner_thread is None:
+            batches = self._owed_batches()
+            if batches:
+                self._after_gradient_steps(self._gradient_steps(batches, self._sampled_lifetime()))
+
+    def _owed_batches(self) -> list[MultiAgentBatch]:
+        """One replay batch per whole gradient step of the update credit (the fraction stays owed)."""
         num_updates = int(self._update_credit)
         self._update_credit -= num_updates
-        if num_updates == 0:
-            return
+        with self.metrics.log_time((TIMERS, REPLAY_BUFFER_SAMPLE_TIMER)):
+            return [self.replay_batch() for _ in range(num_updates)]
 
-        sampled_lifetime = self.metrics.peek((ENV_RUNNER_RESULTS, NUM_ENV_STEPS_SAMPLED_LIFETIME), default=0)
-        for _ in range(num_updates):
-            with self.metrics.log_time((TIMERS, REPLAY_BUFFER_SAMPLE_TIMER)):
-                batch = self.replay_batch()
-            with self.metrics.log_time((TIMERS, LEARNER_UPDATE_TIMER)):
-                learner_results = self.learner_group.update(
-                    batch=batch, timesteps={NUM_ENV_STEPS_SAMPLED_LIFETIME: sampled_lifetime}
-                )
+    def _sampled_lifetime(self) -> int:
+        return self.metrics.peek((ENV_RUNNER_RESULTS, NUM_ENV_STEPS_SAMPLED_LIFETIME), default=0)
+
+    def _gradient_steps(
+        self, batches: list[MultiAgentBatch], sampled_lifetime: int
+    ) -> list[tuple[Any, float]]:
+        """One learner update per batch: their results and seconds. Runs in the learner thread with
+        ``overlap_updates``, so it touches only the learner, not the Algorithm's metrics."""
+        out = []
+        for batch in batches:
+            start = time.perf_counter()
+            results = self.learner_group.update(
+                batch=batch, timesteps={NUM_ENV_STEPS_SAMPLED_LIFETIME: sampled_lifetime}
+            )
+            out.append((results, time.perf_counter() - start))
+        return out
+
+    def _after_gradient_steps(self, steps: list[tuple[Any, float]]) -> None:
+        """Logs the updates' results, copies the target networks when due, sends the new weights out."""
+        for learner_results, seconds in steps:
+            self.metrics.log_value((TIMERS, LEARNER_UPDATE_TIMER), seconds)
             self.metrics.aggregate(learner_results, key=LEARNER_RESULTS)
             self.num_gradient_steps += 1
-
-        if self.replay_buffer.num_added - self._episodes_at_target_update >= cfg.target_update_interval:
+        if (
+            self.replay_buffer.num_added - self._episodes_at_target_update
+            >= self.config.target_update_interval
+        ):
             self.learner_group.foreach_learner(lambda learner: learner.update_target_networks())
             self._episodes_at_target_update = self.replay_buffer.num_added
-
         sync_acting_weights(self, [SHARED_MODULE_ID])
+
+    @override(Algorithm)
+    def cleanup(self) -> None:
+        if self._learner_thread is not None:
+            self._learner_thread.shutdown(wait=True)
+        super().cleanup()
 
     def replay_batch(self) -> MultiAgentBatch:
         """``train_batch_size_per_learner`` whole episodes from the replay, for the shared module."""

@@ -74,6 +74,12 @@ class QMixSettings(BaseModel):
         description="act for every battle x agent in one batched forward pass and record the replay's "
         "team arrays directly (TeamEnvRunner); false: RLlib's per-agent episodes (same episodes, slower)",
     )
+    overlap_updates: bool = Field(
+        False,
+        description="run the gradient steps owed so far in a learner thread while the EnvRunners sample "
+        "the next steps, so acting and learning share the cores (the acting weights are then one "
+        "training step older); off: sample, then update",
+    )
     store_buffer_in_checkpoints: bool = Field(
         False,
         description="save the replay with each checkpoint (off: a full SMAC replay is gigabytes; a "
