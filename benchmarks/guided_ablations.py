@@ -125,6 +125,11 @@ def read_trial(experiment: str, trial_dir: Path, stop_env_steps: int) -> tuple[T
         env_steps = result.get(STOP_KEY)
         if not _finite(env_steps):
             continue
+        # A resumed trial (--resume) goes on from its last checkpoint and appends the iterations after
+        # it again: the later lines replace the earlier ones from that point.
+        while steps and steps[-1] >= env_steps:
+            steps.pop()
+            returns.pop()
         last_steps = int(env_steps)
         guided = _get(result, GUIDE_STEPS)
         guide_steps = int(guided) if _finite(guided) else guide_steps

@@ -207,3 +207,31 @@ def test_a_damaged_trial_folder_is_named_and_skipped(tmp_path, sweep, capsys):
     text = capsys.readouterr().out
     assert f"{broken}: unreadable (ValidationError: " in text and "trial skipped" in text
     assert len(json.loads(out.read_text())["trials"]) == 8
+
+
+def test_a_resumed_trial_counts_the_iterations_it_ran_again_once(tmp_path, sweep, capsys):
+    """``--resume`` restarts a trial from its last checkpoint and Tune appends the iterations after it
+    again; the report keeps the later ones."""
+    import shutil
+
+    storage, sweep_file, _ = sweep
+    copy = tmp_path / "results"
+    shutil.copytree(storage, copy)
+    for params in copy.glob(f"{NAME}/*/params.json"):
+        config = json.loads(params.read_text())
+        if config["guide"] is None and config["seed"] == 0:
+            with open(params.parent / "result.json", "a") as f:
+                for k in range(6, ITERATIONS + 1):  # resumed from the checkpoint at 5000 env steps
+                    result = {"num_env_steps_sampled_lifetime": 1000 * k}
+                    result["evaluation"] = {"env_runners": {"episode_return_mean": -100.0}}
+                    f.write(json.dumps(result) + "\n")
+    out = tmp_path / "r.json"
+    assert (
+        guided_ablations.main(["--storage-path", str(copy), "--sweep", str(sweep_file), "--out", str(out)])
+        == 0
+    )
+    capsys.readouterr()
+    report = json.loads(out.read_text())
+    (td3_0,) = [t for t in report["trials"] if t["variant"] == TD3 and t["seed"] == 0]
+    assert td3_0["env_steps"] == [1000 * k for k in range(1, ITERATIONS + 1)]
+    assert td3_0["test_return"] == [test_return(TD3, 0, k) for k in range(1, 6)] + [-100.0] * 5
