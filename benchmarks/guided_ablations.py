@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import sys
 import warnings
 from collections.abc import Sequence
@@ -359,6 +358,8 @@ def plot(cells: dict[str, Any], path: Path, window: int) -> None:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    from rllib_grsn.cli import default_storage_path
+
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.guided_ablations",
         description="Learning curves, final test returns and env steps to TD3's final return of the "
@@ -367,7 +368,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--storage-path",
         metavar="DIR",
-        default=os.environ.get("RLLIB_GRSN_STORAGE", str(Path("~/ray_results").expanduser())),
+        default=default_storage_path(),
         help="the --storage-path the sweep ran with (default: ~/ray_results or $RLLIB_GRSN_STORAGE)",
     )
     parser.add_argument(

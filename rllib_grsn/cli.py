@@ -49,6 +49,11 @@ counting rules:
 """
 
 
+def default_storage_path() -> str:
+    """Where `rllib train file` writes results unless told: $RLLIB_GRSN_STORAGE, else ~/ray_results."""
+    return os.environ.get("RLLIB_GRSN_STORAGE", str(Path("~/ray_results").expanduser()))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rllib", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -78,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     tf.add_argument(
         "--storage-path",
         metavar="DIR",
-        default=os.environ.get("RLLIB_GRSN_STORAGE", str(Path("~/ray_results").expanduser())),
+        default=default_storage_path(),
         help="where results and checkpoints go (default: ~/ray_results or $RLLIB_GRSN_STORAGE)",
     )
     tf.add_argument(
