@@ -97,6 +97,7 @@ def sweep(tmp_path_factory, ray_session):
             {NAME: {"env": "Pendulum-P", "stop": stop}, "pendulum-v-lif-guide-ablations": {"stop": stop}}
         )
     )
+    cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
     return storage, sweep_file, root / "report" / "pendulum.json"
 
 
