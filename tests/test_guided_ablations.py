@@ -71,19 +71,22 @@ def sweep(tmp_path_factory, ray_session):
     from ray import cloudpickle, tune
 
     # The trainable runs in Ray workers, which cannot import this test module: send it by value.
-    cloudpickle.register_pickle_by_value(sys.modules[__name__])
     root = tmp_path_factory.mktemp("ablations")
     storage = root / "results"
-    tune.Tuner(
-        _trainable,
-        param_space={
-            "env": "Pendulum-P",
-            "seed": tune.grid_search([0, 1]),
-            "_model_config": {"core": "grsn", "hidden": 128},
-            "guide": tune.grid_search(_variant_guides()),
-        },
-        run_config=tune.RunConfig(name=NAME, storage_path=str(storage), verbose=0),
-    ).fit()
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    try:
+        tune.Tuner(
+            _trainable,
+            param_space={
+                "env": "Pendulum-P",
+                "seed": tune.grid_search([0, 1]),
+                "_model_config": {"core": "grsn", "hidden": 128},
+                "guide": tune.grid_search(_variant_guides()),
+            },
+            run_config=tune.RunConfig(name=NAME, storage_path=str(storage), verbose=0),
+        ).fit()
+    finally:  # later tests pickle this module by reference again, even when the run fails
+        cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
     # The interrupted trial's last line was cut by the kill.
     for params in storage.glob(f"{NAME}/*/params.json"):
         config = json.loads(params.read_text())
@@ -97,7 +100,6 @@ def sweep(tmp_path_factory, ray_session):
             {NAME: {"env": "Pendulum-P", "stop": stop}, "pendulum-v-lif-guide-ablations": {"stop": stop}}
         )
     )
-    cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
     return storage, sweep_file, root / "report" / "pendulum.json"
 
 
