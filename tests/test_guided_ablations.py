@@ -70,9 +70,9 @@ def sweep(tmp_path_factory, ray_session):
     """The sweep's Tune folders (one of its two experiments never ran) and its sweep file."""
     from ray import cloudpickle, tune
 
-    # The trainable runs in Ray workers, which cannot import this test module: send it by value.
     root = tmp_path_factory.mktemp("ablations")
     storage = root / "results"
+    # The trainable runs in Ray workers, which cannot import this test module: send it by value.
     cloudpickle.register_pickle_by_value(sys.modules[__name__])
     try:
         tune.Tuner(
